@@ -1,0 +1,55 @@
+package build
+
+import (
+	"context"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/intesys/ship-action/internal/dockerfile"
+)
+
+// ImageSource resolves a base image reference (as written in FROM or
+// COPY --from, after ARG expansion, e.g. "debian:bookworm" or
+// "localhost:5000/base@sha256:...") to an image for the given platform.
+// Implementations must not download layers eagerly.
+type ImageSource interface {
+	Image(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error)
+}
+
+// Request says what to build.
+type Request struct {
+	ContextDir     string            // the build context directory
+	DockerfilePath string            // path of the Dockerfile (absolute or relative to the working directory)
+	DockerfileName string            // name used in locations, e.g. "Dockerfile"; defaults to the base name of DockerfilePath
+	Target         string            // stage name or index to build; empty: the last stage
+	BuildArgs      map[string]string // --build-arg values, already resolved
+	Labels         map[string]string // --label values, added to the final image
+	Platform       v1.Platform       // target platform; zero value: linux/<host arch>
+	// SourceDateEpoch, when set, clamps file times in layers and sets history
+	// and config creation times, as BuildKit does with SOURCE_DATE_EPOCH.
+	SourceDateEpoch *time.Time
+}
+
+// Result is a built image and what it took to build it.
+type Result struct {
+	Image  v1.Image
+	Stages []Stage // the stages that were built, in build order
+}
+
+// Stage reports one built stage.
+type Stage struct {
+	Index int
+	Name  string // the AS name, empty when unnamed
+	Base  string // the FROM reference after expansion ("scratch", a stage name, or an image ref)
+	Steps []Step
+}
+
+// Step reports one instruction.
+type Step struct {
+	Instruction string // as written after expansion, e.g. "COPY app /app"
+	Location    dockerfile.Location
+	Duration    time.Duration
+	EmptyLayer  bool  // metadata-only instruction
+	LayerSize   int64 // compressed size of the layer it added, 0 when EmptyLayer
+}

@@ -1,0 +1,45 @@
+package build
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// Option configures Build.
+type Option func(*options) error
+
+type options struct {
+	source     ImageSource
+	logger     *slog.Logger
+	cacheDir   string
+	httpClient *http.Client
+}
+
+// WithImageSource sets where base images come from. Without it, only
+// Dockerfiles whose stages start FROM scratch or another stage can be built.
+func WithImageSource(src ImageSource) Option {
+	return func(o *options) error {
+		if src == nil {
+			return errors.New("nil image source")
+		}
+		o.source = src
+		return nil
+	}
+}
+
+// WithLogger sets the logger for progress messages (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.logger = l; return nil }
+}
+
+// WithCacheDir sets the directory for temporary and cached data
+// (default: a directory under os.TempDir removed when Build returns).
+func WithCacheDir(dir string) Option {
+	return func(o *options) error { o.cacheDir = dir; return nil }
+}
+
+// WithHTTPClient sets the client used by ADD <url> (default: http.DefaultClient).
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) error { o.httpClient = c; return nil }
+}
