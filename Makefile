@@ -1,0 +1,28 @@
+# Every go command that may compile Trivy needs GOEXPERIMENT=jsonv2.
+export GOEXPERIMENT := jsonv2
+GO ?= go
+DOCKER ?= /usr/bin/docker
+IMAGE ?= ghcr.io/intesys/ship-action:dev
+
+.PHONY: build test image image-rootfs bench clean
+
+build:
+	$(GO) build -trimpath -ldflags="-s -w" -o ship ./cmd/ship
+
+test:
+	$(GO) test -count=1 -timeout 30m ./...
+
+image-rootfs:
+	rm -rf dist/rootfs
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o dist/rootfs/usr/local/bin/ship ./cmd/ship
+	install -D -m 0644 /etc/ssl/certs/ca-certificates.crt dist/rootfs/etc/ssl/certs/ca-certificates.crt
+	install -d -m 1777 dist/rootfs/tmp
+
+image: image-rootfs
+	DOCKER_BUILDKIT=1 $(DOCKER) build -t $(IMAGE) .
+
+bench:
+	bench/run.sh
+
+clean:
+	rm -rf ship ship-out dist bench/out

@@ -1,0 +1,1 @@
+"""hello: the ship-action example service."""
