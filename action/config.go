@@ -1,0 +1,471 @@
+package action
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Config is every setting of a ship run. Load fills it from flags, GitHub
+// inputs, SHIP_* variables and defaults; Inputs describes each field.
+type Config struct {
+	Context            string            // build context directory
+	File               string            // Dockerfile path; Load resolves the default <Context>/Dockerfile
+	Tags               []string          // image references to tag (and push)
+	BuildArgs          map[string]string // --build-arg values, bare keys resolved from the environment
+	Target             string            // stage to build
+	Labels             map[string]string // labels added to the image
+	Platforms          []string          // target platform (one for now), e.g. linux/amd64
+	Push               bool              // push the image to every tag
+	RegistryUsername   string            // user for the registries of Tags
+	RegistryPassword   string            // password or token for the registries of Tags (secret)
+	InsecureRegistries []string          // HOST[:PORT] reached over plain HTTP or unverified TLS
+	RegistryMirror     string            // mirror for docker.io base images
+	Output             string            // OCI image layout directory
+	OutputTar          string            // docker-loadable tarball path, empty: none
+	CacheDir           string            // layer cache directory, empty: a temporary one
+	GitHubToken        string            // token for ghcr.io (secret)
+
+	// SourceDateEpoch comes from the SOURCE_DATE_EPOCH variable (integer
+	// seconds); nil when unset.
+	SourceDateEpoch *time.Time
+	// Help asks Run to print the usage and do nothing else.
+	Help bool
+}
+
+// Kind is the type of an input's value.
+type Kind int
+
+const (
+	// KindString is a plain string.
+	KindString Kind = iota
+	// KindBool is "true" or "false" (flags: --name alone means true).
+	KindBool
+	// KindList is a list: newline or comma separated in inputs and
+	// variables, and repeatable flags.
+	KindList
+	// KindMap is a list of KEY=VALUE items: newline separated in inputs and
+	// variables, and repeatable flags.
+	KindMap
+)
+
+// String returns the name action.yml documentation uses for the kind.
+func (k Kind) String() string {
+	switch k {
+	case KindString:
+		return "string"
+	case KindBool:
+		return "bool"
+	case KindList:
+		return "list"
+	case KindMap:
+		return "map"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Input describes one setting: its action input name (also the flag --Name
+// and the variable SHIP_NAME), kind, default and validation.
+type Input struct {
+	Name        string // kebab-case action input name
+	Kind        Kind
+	Default     string // the default, as written in action.yml
+	Description string
+	// ActionDefault, when set, is the default action.yml declares instead
+	// of Default (an expression GitHub evaluates, e.g. "${{ github.token }}").
+	ActionDefault string
+	// DefaultHelp, when set, describes a computed default in --help.
+	DefaultHelp string
+	Alias       string // extra flag name, the singular docker build name ("tag")
+	Short       string // one-letter flag ("t")
+	Secret      bool   // never logged; masked on GitHub
+
+	field    func(*Config) any                        // pointer to the Config field
+	bareEnv  bool                                     // KindMap: a bare KEY takes the environment's value
+	validate func(c *Config) error                    // after all inputs are read
+	check    func(c *Config) error                    // reads the filesystem
+}
+
+// EnvName returns the SHIP_* variable that sets the input.
+func (in Input) EnvName() string {
+	return "SHIP_" + strings.ToUpper(strings.ReplaceAll(in.Name, "-", "_"))
+}
+
+// LookupEnv looks up an environment variable, like os.LookupEnv.
+type LookupEnv func(key string) (string, bool)
+
+// Inputs returns the description of every input, in the order action.yml
+// and --help list them.
+func Inputs() []Input {
+	return []Input{
+		{
+			Name: "context", Kind: KindString, Default: ".",
+			Description: "Build context directory.",
+			field:       func(c *Config) any { return &c.Context },
+			validate: func(c *Config) error {
+				if c.Context == "" {
+					return fmt.Errorf("context must not be empty")
+				}
+				return nil
+			},
+			check: func(c *Config) error {
+				fi, err := os.Stat(c.Context)
+				if err != nil {
+					return fmt.Errorf("context directory %s does not exist", c.Context)
+				}
+				if !fi.IsDir() {
+					return fmt.Errorf("context %s is not a directory", c.Context)
+				}
+				return nil
+			},
+		},
+		{
+			Name: "file", Kind: KindString, Short: "f",
+			DefaultHelp: "<context>/Dockerfile",
+			Description: "Path of the Dockerfile (default: <context>/Dockerfile).",
+			field:       func(c *Config) any { return &c.File },
+			check: func(c *Config) error {
+				fi, err := os.Stat(c.File)
+				if err != nil {
+					return fmt.Errorf("dockerfile %s does not exist", c.File)
+				}
+				if fi.IsDir() {
+					return fmt.Errorf("dockerfile %s is a directory", c.File)
+				}
+				return nil
+			},
+		},
+		{
+			Name: "tags", Kind: KindList, Alias: "tag", Short: "t",
+			Description: "Image references to tag the image with, newline or comma separated (flag: --tag, repeatable).",
+			field:       func(c *Config) any { return &c.Tags },
+			validate: func(c *Config) error {
+				for _, t := range c.Tags {
+					if _, err := parseTag(t); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		},
+		{
+			Name: "build-args", Kind: KindMap, Alias: "build-arg", bareEnv: true,
+			Description: "Build arguments, KEY=VALUE, newline separated; a bare KEY takes the value of the environment variable KEY (flag: --build-arg, repeatable).",
+			field:       func(c *Config) any { return &c.BuildArgs },
+		},
+		{
+			Name: "target", Kind: KindString,
+			Description: "Stage to build (default: the last stage).",
+			field:       func(c *Config) any { return &c.Target },
+		},
+		{
+			Name: "labels", Kind: KindMap, Alias: "label",
+			Description: "Labels to add to the image, KEY=VALUE, newline separated (flag: --label, repeatable).",
+			field:       func(c *Config) any { return &c.Labels },
+		},
+		{
+			Name: "platforms", Kind: KindList, Alias: "platform",
+			Description: "Target platform, e.g. linux/amd64 (default: the host's). One platform for now (flag: --platform).",
+			field:       func(c *Config) any { return &c.Platforms },
+			validate: func(c *Config) error {
+				if len(c.Platforms) > 1 {
+					return fmt.Errorf("multi-platform builds are not supported yet")
+				}
+				for _, p := range c.Platforms {
+					if _, err := parsePlatform(p); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		},
+		{
+			Name: "push", Kind: KindBool, Default: "false",
+			Description: "Push the image to every tag.",
+			field:       func(c *Config) any { return &c.Push },
+			validate: func(c *Config) error {
+				if c.Push && len(c.Tags) == 0 {
+					return fmt.Errorf("push needs at least one tag (--tag)")
+				}
+				return nil
+			},
+		},
+		{
+			Name: "registry-username", Kind: KindString,
+			Description: "User name for the registries of the tags.",
+			field:       func(c *Config) any { return &c.RegistryUsername },
+			validate: func(c *Config) error {
+				if (c.RegistryUsername == "") != (c.RegistryPassword == "") {
+					return fmt.Errorf("registry-username and registry-password must be set together")
+				}
+				return nil
+			},
+		},
+		{
+			Name: "registry-password", Kind: KindString, Secret: true,
+			Description: "Password or token for the registries of the tags.",
+			field:       func(c *Config) any { return &c.RegistryPassword },
+		},
+		{
+			Name: "insecure-registries", Kind: KindList, Alias: "insecure-registry",
+			Description: "Registries (HOST[:PORT]) reached over plain HTTP or with unverified TLS, newline or comma separated (flag: --insecure-registry, repeatable).",
+			field:       func(c *Config) any { return &c.InsecureRegistries },
+			validate: func(c *Config) error {
+				for _, h := range c.InsecureRegistries {
+					if _, err := name.NewRegistry(h); err != nil || strings.Contains(h, "/") {
+						return fmt.Errorf("insecure registry %q: want HOST[:PORT]", h)
+					}
+				}
+				return nil
+			},
+		},
+		{
+			Name: "registry-mirror", Kind: KindString,
+			Description: "Registry mirror (HOST[:PORT]) tried first for docker.io base images.",
+			field:       func(c *Config) any { return &c.RegistryMirror },
+			validate: func(c *Config) error {
+				if c.RegistryMirror == "" {
+					return nil
+				}
+				if _, err := name.NewRegistry(c.RegistryMirror); err != nil || strings.Contains(c.RegistryMirror, "/") {
+					return fmt.Errorf("registry mirror %q: want HOST[:PORT]", c.RegistryMirror)
+				}
+				return nil
+			},
+		},
+		{
+			Name: "output", Kind: KindString, Default: "./ship-out",
+			Description: "Directory for the OCI image layout of the built image (replaced on each run).",
+			field:       func(c *Config) any { return &c.Output },
+			validate: func(c *Config) error {
+				if c.Output == "" {
+					return fmt.Errorf("output must not be empty")
+				}
+				return nil
+			},
+		},
+		{
+			Name: "output-tar", Kind: KindString,
+			Description: "Also write the image as a tarball that docker load accepts.",
+			field:       func(c *Config) any { return &c.OutputTar },
+		},
+		{
+			Name: "cache-dir", Kind: KindString,
+			Description: "Directory for the layer cache (default: a temporary directory removed after the run).",
+			field:       func(c *Config) any { return &c.CacheDir },
+		},
+		{
+			Name: "github-token", Kind: KindString, Secret: true,
+			ActionDefault: "${{ github.token }}",
+			Description:   "GitHub token, used for ghcr.io.",
+			field:         func(c *Config) any { return &c.GitHubToken },
+		},
+	}
+}
+
+// DefaultConfig returns the Config with every input at its default.
+func DefaultConfig() Config {
+	var c Config
+	for _, in := range Inputs() {
+		if in.Default == "" {
+			continue
+		}
+		// Defaults are constants of this package: a parse error is a bug
+		// caught by the tests.
+		_ = in.set(&c, []string{in.Default}, true, nil)
+	}
+	return c
+}
+
+// Validate checks c: syntax of every value, and that the context directory
+// and the Dockerfile exist. It returns an *ExitError with CodeUsage.
+func (c Config) Validate() error {
+	for _, in := range Inputs() {
+		if in.validate != nil {
+			if err := in.validate(&c); err != nil {
+				return &ExitError{Code: CodeUsage, Err: err}
+			}
+		}
+	}
+	for _, in := range Inputs() {
+		if in.Kind != KindMap {
+			continue
+		}
+		m := *in.field(&c).(*map[string]string)
+		for k := range m {
+			if k == "" || strings.ContainsAny(k, "= \t\n") {
+				return usageErrorf("invalid %s key %q", in.Name, k)
+			}
+		}
+	}
+	for _, in := range Inputs() {
+		if in.check != nil {
+			if err := in.check(&c); err != nil {
+				return &ExitError{Code: CodeUsage, Err: err}
+			}
+		}
+	}
+	if c.SourceDateEpoch != nil && c.SourceDateEpoch.Unix() < 0 {
+		return usageErrorf("SOURCE_DATE_EPOCH must not be negative")
+	}
+	return nil
+}
+
+// LogValue implements slog.LogValuer: every input, secrets redacted.
+func (c Config) LogValue() slog.Value {
+	var attrs []slog.Attr
+	for _, in := range Inputs() {
+		v := in.field(&c)
+		if in.Secret {
+			if s := *v.(*string); s != "" {
+				v = "***"
+			} else {
+				v = ""
+			}
+		}
+		switch p := v.(type) {
+		case *string:
+			v = *p
+		case *bool:
+			v = *p
+		case *[]string:
+			v = *p
+		case *map[string]string:
+			v = *p
+		}
+		attrs = append(attrs, slog.Any(in.Name, v))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// secrets returns the non-empty secret values of c.
+func (c Config) secrets() []string {
+	var out []string
+	for _, in := range Inputs() {
+		if !in.Secret {
+			continue
+		}
+		if s := *in.field(&c).(*string); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// set parses raw (one value per source item: one string from an input or
+// variable, or one per repeated flag) into the field of in. split says
+// whether each item may hold several list items (comma or newline
+// separated); repeated singular flags (--build-arg) are not split.
+func (in Input) set(c *Config, raw []string, split bool, lookup LookupEnv) error {
+	switch p := in.field(c).(type) {
+	case *string:
+		*p = raw[len(raw)-1]
+	case *bool:
+		v := strings.ToLower(strings.TrimSpace(raw[len(raw)-1]))
+		switch v {
+		case "true", "1", "yes", "on":
+			*p = true
+		case "false", "0", "no", "off", "":
+			*p = false
+		default:
+			return fmt.Errorf("invalid %s value %q: want true or false", in.Name, raw[len(raw)-1])
+		}
+	case *[]string:
+		var out []string
+		for _, r := range raw {
+			for _, item := range splitItems(r, split, true) {
+				if !slices.Contains(out, item) {
+					out = append(out, item)
+				}
+			}
+		}
+		*p = out
+	case *map[string]string:
+		out := map[string]string{}
+		for _, r := range raw {
+			for _, item := range splitItems(r, split, false) {
+				k, v, ok := strings.Cut(item, "=")
+				k = strings.TrimSpace(k)
+				if k == "" || strings.ContainsAny(k, " \t") {
+					return fmt.Errorf("invalid %s item %q: want KEY=VALUE", in.Name, item)
+				}
+				if !ok {
+					if !in.bareEnv {
+						out[k] = ""
+						continue
+					}
+					// As docker build: a bare KEY takes the environment's
+					// value and is left out when the variable is unset.
+					if lookup == nil {
+						continue
+					}
+					if ev, found := lookup(k); found {
+						out[k] = ev
+					}
+					continue
+				}
+				out[k] = v
+			}
+		}
+		*p = out
+	default:
+		return fmt.Errorf("input %s: unsupported field type %T", in.Name, p)
+	}
+	return nil
+}
+
+// splitItems splits an input value into items: lines, and for lists also
+// commas. Items are trimmed; empty ones dropped.
+func splitItems(s string, split, commas bool) []string {
+	if !split {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil
+		}
+		return []string{s}
+	}
+	sep := func(r rune) bool { return r == '\n' || r == '\r' || (commas && r == ',') }
+	var out []string
+	for _, f := range strings.FieldsFunc(s, sep) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseTag parses an image reference that must be a tag (not a digest).
+func parseTag(s string) (name.Tag, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("invalid tag %q: %w", s, err)
+	}
+	t, ok := ref.(name.Tag)
+	if !ok {
+		return name.Tag{}, fmt.Errorf("invalid tag %q: a digest reference cannot be tagged", s)
+	}
+	return t, nil
+}
+
+// parsePlatform parses "os/arch[/variant]".
+func parsePlatform(s string) (v1.Platform, error) {
+	p, err := v1.ParsePlatform(s)
+	if err != nil || p.OS == "" || p.Architecture == "" {
+		return v1.Platform{}, fmt.Errorf("invalid platform %q: want OS/ARCH[/VARIANT]", s)
+	}
+	return *p, nil
+}
+
+// resolveFile applies the computed default of File.
+func (c *Config) resolveFile() {
+	if c.File == "" && c.Context != "" {
+		c.File = filepath.Join(c.Context, "Dockerfile")
+	}
+}
