@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -31,7 +32,6 @@ const (
 
 	compressionLevel = pgzip.BestSpeed
 	gzipBlockSize    = 1 << 20
-	gzipBlocks       = 4
 )
 
 // Option configures New.
@@ -41,6 +41,7 @@ type options struct {
 	epoch     *time.Time
 	tempDir   string
 	threshold int64
+	blocks    int // gzip blocks compressed in parallel; does not change the output
 }
 
 // WithEpoch clamps every ModTime later than t to t (SOURCE_DATE_EPOCH), as
@@ -116,7 +117,7 @@ var _ v1.Layer = (*Layer)(nil)
 // call (*Layer).Close (the returned v1.Layer implements io.Closer) to release
 // it before the layer is garbage collected.
 func New(ctx context.Context, entries []Entry, opts ...Option) (v1.Layer, error) {
-	o := options{threshold: DefaultMemoryThreshold}
+	o := options{threshold: DefaultMemoryThreshold, blocks: min(max(runtime.GOMAXPROCS(0), 2), 8)}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("configuring layer: %w", err)
@@ -128,7 +129,7 @@ func New(ctx context.Context, entries []Entry, opts ...Option) (v1.Layer, error)
 	}
 
 	sp := &spool{threshold: o.threshold, dir: o.tempDir}
-	l, err := write(ctx, sorted, sp)
+	l, err := write(ctx, sorted, sp, o.blocks)
 	if err != nil {
 		sp.discard()
 		return nil, err
@@ -262,13 +263,13 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func write(ctx context.Context, entries []prepared, sp *spool) (*Layer, error) {
+func write(ctx context.Context, entries []prepared, sp *spool, blocks int) (*Layer, error) {
 	compHash := &hashCounter{h: sha256.New()}
 	zw, err := pgzip.NewWriterLevel(io.MultiWriter(compHash, sp), compressionLevel)
 	if err != nil {
 		return nil, fmt.Errorf("creating gzip writer: %w", err)
 	}
-	if err := zw.SetConcurrency(gzipBlockSize, gzipBlocks); err != nil {
+	if err := zw.SetConcurrency(gzipBlockSize, blocks); err != nil {
 		return nil, fmt.Errorf("creating gzip writer: %w", err)
 	}
 	// A zero time would be written as a negative Unix time: write 0 instead.
@@ -313,7 +314,7 @@ func write(ctx context.Context, entries []prepared, sp *spool) (*Layer, error) {
 		diffID:     v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", uncompHash.h.Sum(nil))},
 		size:       compHash.n,
 		uncompSize: uncompHash.n,
-		mem:        sp.buf.Bytes(),
+		mem:        sp.bytes(),
 		file:       sp.file,
 		spooled:    sp.file != nil,
 	}
@@ -359,38 +360,28 @@ func copyContent(ctx context.Context, w io.Writer, e prepared, buf []byte) error
 }
 
 // spool keeps written bytes in memory up to threshold, then moves them to an
-// unlinked temporary file.
+// unlinked temporary file. Memory is kept in fixed-size chunks so that it
+// never holds more than threshold plus one chunk.
 type spool struct {
 	threshold int64
 	dir       string
-	buf       bytes.Buffer
+	chunks    [][]byte
+	n         int64
 	file      *os.File
 	err       error
 }
+
+const spoolChunk = 1 << 20
 
 func (s *spool) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	if s.file == nil && int64(s.buf.Len()+len(p)) > s.threshold {
-		f, err := os.CreateTemp(s.dir, "ship-layer-*.tar.gz")
-		if err != nil {
-			s.err = fmt.Errorf("creating spool file: %w", err)
-			return 0, s.err
+	if s.file == nil && s.n+int64(len(p)) > s.threshold {
+		if err := s.toFile(); err != nil {
+			s.err = err
+			return 0, err
 		}
-		// Unlink at once: the open descriptor keeps the data readable and the
-		// space is released when it is closed, whatever happens next.
-		if err := os.Remove(f.Name()); err != nil {
-			f.Close()
-			s.err = fmt.Errorf("unlinking spool file: %w", err)
-			return 0, s.err
-		}
-		s.file = f
-		if _, err := f.Write(s.buf.Bytes()); err != nil {
-			s.err = fmt.Errorf("writing spool file: %w", err)
-			return 0, s.err
-		}
-		s.buf = bytes.Buffer{}
 	}
 	if s.file != nil {
 		n, err := s.file.Write(p)
@@ -399,14 +390,58 @@ func (s *spool) Write(p []byte) (int, error) {
 		}
 		return n, s.err
 	}
-	return s.buf.Write(p)
+	total := len(p)
+	for len(p) > 0 {
+		if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) == cap(s.chunks[len(s.chunks)-1]) {
+			s.chunks = append(s.chunks, make([]byte, 0, min(spoolChunk, max(s.threshold, 64<<10))))
+		}
+		c := &s.chunks[len(s.chunks)-1]
+		m := min(cap(*c)-len(*c), len(p))
+		*c = append(*c, p[:m]...)
+		p = p[m:]
+	}
+	s.n += int64(total)
+	return total, nil
+}
+
+func (s *spool) toFile() error {
+	f, err := os.CreateTemp(s.dir, "ship-layer-*.tar.gz")
+	if err != nil {
+		return fmt.Errorf("creating spool file: %w", err)
+	}
+	// Unlink at once: the open descriptor keeps the data readable and the
+	// space is released when it is closed, whatever happens next.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return fmt.Errorf("unlinking spool file: %w", err)
+	}
+	s.file = f
+	for _, c := range s.chunks {
+		if _, err := f.Write(c); err != nil {
+			return fmt.Errorf("writing spool file: %w", err)
+		}
+	}
+	s.chunks = nil
+	return nil
+}
+
+// bytes returns the in-memory content in one slice.
+func (s *spool) bytes() []byte {
+	if len(s.chunks) == 1 {
+		return s.chunks[0]
+	}
+	b := make([]byte, 0, s.n)
+	for _, c := range s.chunks {
+		b = append(b, c...)
+	}
+	return b
 }
 
 func (s *spool) discard() {
 	if s.file != nil {
 		s.file.Close()
 	}
-	s.buf = bytes.Buffer{}
+	s.chunks = nil
 }
 
 // Digest returns the sha256 of the compressed layer.
