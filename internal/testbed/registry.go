@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"syscall"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -194,6 +195,8 @@ func (r *Registry) start(t testing.TB, bin, cfgFile string) error {
 	cmd := exec.Command(bin, "serve", cfgFile)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	// The registry dies with the test process, even when a test panics.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("running %s: %w", bin, err)
 	}
