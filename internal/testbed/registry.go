@@ -16,10 +16,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"syscall"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
