@@ -81,16 +81,14 @@ type Input struct {
 	// ActionDefault, when set, is the default action.yml declares instead
 	// of Default (an expression GitHub evaluates, e.g. "${{ github.token }}").
 	ActionDefault string
-	// DefaultHelp, when set, describes a computed default in --help.
-	DefaultHelp string
-	Alias       string // extra flag name, the singular docker build name ("tag")
-	Short       string // one-letter flag ("t")
-	Secret      bool   // never logged; masked on GitHub
+	Alias         string // extra flag name, the singular docker build name ("tag")
+	Short         string // one-letter flag ("t")
+	Secret        bool   // never logged; masked on GitHub
 
-	field    func(*Config) any                        // pointer to the Config field
-	bareEnv  bool                                     // KindMap: a bare KEY takes the environment's value
-	validate func(c *Config) error                    // after all inputs are read
-	check    func(c *Config) error                    // reads the filesystem
+	field    func(*Config) any     // pointer to the Config field
+	bareEnv  bool                  // KindMap: a bare KEY takes the environment's value
+	validate func(c *Config) error // after all inputs are read
+	check    func(c *Config) error // reads the filesystem
 }
 
 // EnvName returns the SHIP_* variable that sets the input.
@@ -128,7 +126,6 @@ func Inputs() []Input {
 		},
 		{
 			Name: "file", Kind: KindString, Short: "f",
-			DefaultHelp: "<context>/Dockerfile",
 			Description: "Path of the Dockerfile (default: <context>/Dockerfile).",
 			field:       func(c *Config) any { return &c.File },
 			check: func(c *Config) error {
@@ -144,7 +141,7 @@ func Inputs() []Input {
 		},
 		{
 			Name: "tags", Kind: KindList, Alias: "tag", Short: "t",
-			Description: "Image references to tag the image with, newline or comma separated (flag: --tag, repeatable).",
+			Description: "Image references to tag the image with, newline or comma separated.",
 			field:       func(c *Config) any { return &c.Tags },
 			validate: func(c *Config) error {
 				for _, t := range c.Tags {
@@ -157,7 +154,7 @@ func Inputs() []Input {
 		},
 		{
 			Name: "build-args", Kind: KindMap, Alias: "build-arg", bareEnv: true,
-			Description: "Build arguments, KEY=VALUE, newline separated; a bare KEY takes the value of the environment variable KEY (flag: --build-arg, repeatable).",
+			Description: "Build arguments, KEY=VALUE, newline separated; a bare KEY takes the value of the environment variable KEY.",
 			field:       func(c *Config) any { return &c.BuildArgs },
 		},
 		{
@@ -167,12 +164,12 @@ func Inputs() []Input {
 		},
 		{
 			Name: "labels", Kind: KindMap, Alias: "label",
-			Description: "Labels to add to the image, KEY=VALUE, newline separated (flag: --label, repeatable).",
+			Description: "Labels to add to the image, KEY=VALUE, newline separated.",
 			field:       func(c *Config) any { return &c.Labels },
 		},
 		{
 			Name: "platforms", Kind: KindList, Alias: "platform",
-			Description: "Target platform, e.g. linux/amd64 (default: the host's). One platform for now (flag: --platform).",
+			Description: "Target platform, e.g. linux/amd64 (default: the machine's). One platform for now.",
 			field:       func(c *Config) any { return &c.Platforms },
 			validate: func(c *Config) error {
 				if len(c.Platforms) > 1 {
@@ -215,7 +212,7 @@ func Inputs() []Input {
 		},
 		{
 			Name: "insecure-registries", Kind: KindList, Alias: "insecure-registry",
-			Description: "Registries (HOST[:PORT]) reached over plain HTTP or with unverified TLS, newline or comma separated (flag: --insecure-registry, repeatable).",
+			Description: "Registries (HOST[:PORT]) reached over plain HTTP or with unverified TLS, newline or comma separated.",
 			field:       func(c *Config) any { return &c.InsecureRegistries },
 			validate: func(c *Config) error {
 				for _, h := range c.InsecureRegistries {
@@ -228,14 +225,15 @@ func Inputs() []Input {
 		},
 		{
 			Name: "registry-mirror", Kind: KindString,
-			Description: "Registry mirror (HOST[:PORT]) tried first for docker.io base images.",
+			Description: "Registry mirror ([http[s]://]HOST[:PORT]) tried first for docker.io base images; http:// also marks it insecure.",
 			field:       func(c *Config) any { return &c.RegistryMirror },
 			validate: func(c *Config) error {
 				if c.RegistryMirror == "" {
 					return nil
 				}
-				if _, err := name.NewRegistry(c.RegistryMirror); err != nil || strings.Contains(c.RegistryMirror, "/") {
-					return fmt.Errorf("registry mirror %q: want HOST[:PORT]", c.RegistryMirror)
+				host := strings.TrimPrefix(strings.TrimPrefix(c.RegistryMirror, "https://"), "http://")
+				if _, err := name.NewRegistry(host); err != nil || strings.Contains(host, "/") {
+					return fmt.Errorf("registry mirror %q: want [http[s]://]HOST[:PORT]", c.RegistryMirror)
 				}
 				return nil
 			},
@@ -364,6 +362,9 @@ func (c Config) secrets() []string {
 // whether each item may hold several list items (comma or newline
 // separated); repeated singular flags (--build-arg) are not split.
 func (in Input) set(c *Config, raw []string, split bool, lookup LookupEnv) error {
+	if len(raw) == 0 && (in.Kind == KindString || in.Kind == KindBool) {
+		return nil
+	}
 	switch p := in.field(c).(type) {
 	case *string:
 		*p = raw[len(raw)-1]

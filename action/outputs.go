@@ -1,0 +1,436 @@
+package action
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/sethvargo/go-githubactions"
+
+	"github.com/intesys/ship-action/internal/build"
+)
+
+// localTag names the image in --output-tar when no tag is given, so that
+// docker load gives it a name.
+const localTag = "ship.local/image:latest"
+
+// dotenvFile is the GitLab dotenv report Run writes on GitLab CI.
+const dotenvFile = "ship.env"
+
+// Outputs are what a run reports: the GitHub step outputs, the GitLab
+// dotenv variables (SHIP_DIGEST, SHIP_IMAGE, SHIP_TAGS) and the JSON line
+// on stdout.
+type Outputs struct {
+	Digest   string   `json:"digest"`   // sha256:... of the image manifest
+	Image    string   `json:"image"`    // repo@digest of the first tag, or the digest without tags
+	Tags     []string `json:"tags"`     // the tags, as given
+	Metadata Metadata `json:"metadata"` // the details
+}
+
+// Metadata is the "metadata" output (JSON).
+type Metadata struct {
+	Digest   string         `json:"digest"`
+	Image    string         `json:"image"`
+	Tags     []string       `json:"tags"`
+	Pushed   bool           `json:"pushed"`
+	Platform string         `json:"platform,omitempty"`
+	Size     int64          `json:"size"` // manifest, config and compressed layers, in bytes
+	Stages   []StageSummary `json:"stages"`
+}
+
+// StageSummary reports one built stage.
+type StageSummary struct {
+	Index int           `json:"index"`
+	Name  string        `json:"name,omitempty"`
+	Base  string        `json:"base"`
+	Steps []StepSummary `json:"steps"`
+}
+
+// StepSummary reports one instruction.
+type StepSummary struct {
+	Instruction string `json:"instruction"`
+	Line        int    `json:"line,omitempty"`
+	DurationMS  int64  `json:"duration_ms"`
+	LayerSize   int64  `json:"layer_size"`
+	EmptyLayer  bool   `json:"empty_layer,omitempty"`
+}
+
+// checkOutputs refuses, before anything is built, output paths Run must
+// not overwrite: a directory that is neither empty nor an OCI layout, a
+// tarball path that is a directory.
+func checkOutputs(cfg Config) error {
+	if err := checkReplaceable(cfg.Output); err != nil {
+		return &ExitError{Code: CodeUsage, Err: err}
+	}
+	if cfg.OutputTar != "" {
+		if fi, err := os.Stat(cfg.OutputTar); err == nil && fi.IsDir() {
+			return usageErrorf("output-tar %s is a directory", cfg.OutputTar)
+		}
+	}
+	return nil
+}
+
+// checkReplaceable says whether dir may be replaced by a new OCI layout: it
+// does not exist, is empty, or holds an OCI layout (an oci-layout file).
+func checkReplaceable(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking output %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("output %s exists and is not a directory", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("checking output %s: %w", dir, err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "oci-layout")); err == nil && fi.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("output %s exists and is not an OCI image layout; refusing to replace it", dir)
+}
+
+// copiedByLaterBuilds reports whether path lies inside the build context
+// and is not excluded by the .dockerignore that applies (the Dockerfile's
+// own <Dockerfile>.dockerignore, else the context's), so that the next build
+// of the same context would copy this run's result into the image.
+func copiedByLaterBuilds(cfg Config, path string) bool {
+	ctxAbs, err := filepath.Abs(cfg.Context)
+	if err != nil {
+		return false
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(ctxAbs, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return false
+	}
+	ignore := cfg.File + ".dockerignore"
+	if _, err := os.Stat(ignore); err != nil {
+		ignore = filepath.Join(cfg.Context, ".dockerignore")
+	}
+	f, err := os.Open(ignore)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		return true
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return true
+	}
+	excluded, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+	return err != nil || !excluded
+}
+
+// writeLayout writes img as an OCI image layout to dir, replacing a
+// previous layout only once the new one is complete. Each tag becomes a
+// manifest entry annotated with its name.
+func writeLayout(dir string, img v1.Image, tags []string) (err error) {
+	dir = filepath.Clean(dir)
+	if err := checkReplaceable(dir); err != nil {
+		return err
+	}
+	parent, base := filepath.Split(dir)
+	if parent == "" {
+		parent = "."
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", parent, err)
+	}
+	staging, err := os.MkdirTemp(parent, "."+base+".new-")
+	if err != nil {
+		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
+	}
+	defer os.RemoveAll(staging)
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
+	}
+	p, err := layout.Write(staging, empty.Index)
+	if err != nil {
+		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
+	}
+	if len(tags) == 0 {
+		err = p.AppendImage(img)
+	}
+	for _, t := range tags {
+		tag, perr := parseTag(t)
+		if perr != nil {
+			return perr
+		}
+		err = p.AppendImage(img, layout.WithAnnotations(map[string]string{
+			"org.opencontainers.image.ref.name": tag.TagStr(),
+			"io.containerd.image.name":          tag.Name(),
+		}))
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
+	}
+
+	old := ""
+	if _, err := os.Lstat(dir); err == nil {
+		oldDir, err := os.MkdirTemp(parent, "."+base+".old-")
+		if err != nil {
+			return fmt.Errorf("replacing %s: %w", dir, err)
+		}
+		defer os.RemoveAll(oldDir)
+		old = filepath.Join(oldDir, "previous")
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("replacing %s: %w", dir, err)
+		}
+	}
+	if err := os.Rename(staging, dir); err != nil {
+		if old != "" {
+			_ = os.Rename(old, dir)
+		}
+		return fmt.Errorf("replacing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeTarball writes img to file as a docker load tarball named by every
+// tag (localTag without tags), through a temporary file in the same
+// directory.
+func writeTarball(file string, img v1.Image, tags []string) error {
+	refs := map[name.Tag]v1.Image{}
+	if len(tags) == 0 {
+		tags = []string{localTag}
+	}
+	for _, t := range tags {
+		tag, err := parseTag(t)
+		if err != nil {
+			return err
+		}
+		refs[tag] = img
+	}
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("writing tarball %s: %w", file, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing tarball %s: %w", file, err)
+	}
+	if err := tarball.MultiWriteToFile(tmp, refs); err != nil {
+		return fmt.Errorf("writing tarball %s: %w", file, err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("writing tarball %s: %w", file, err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fmt.Errorf("writing tarball %s: %w", file, err)
+	}
+	return nil
+}
+
+// makeOutputs gathers the outputs of a build.
+func makeOutputs(res *build.Result, digest v1.Hash, cfg Config) (Outputs, error) {
+	m, err := res.Image.Manifest()
+	if err != nil {
+		return Outputs{}, fmt.Errorf("reading image manifest: %w", err)
+	}
+	raw, err := res.Image.RawManifest()
+	if err != nil {
+		return Outputs{}, fmt.Errorf("reading image manifest: %w", err)
+	}
+	size := int64(len(raw)) + m.Config.Size
+	for _, l := range m.Layers {
+		size += l.Size
+	}
+	tags := append([]string{}, cfg.Tags...)
+	image := digest.String()
+	if len(tags) > 0 {
+		t, err := parseTag(tags[0])
+		if err != nil {
+			return Outputs{}, err
+		}
+		image = t.Context().Name() + "@" + digest.String()
+	}
+	md := Metadata{
+		Digest: digest.String(),
+		Image:  image,
+		Tags:   tags,
+		Pushed: cfg.Push,
+		Size:   size,
+		Stages: []StageSummary{},
+	}
+	if len(cfg.Platforms) == 1 {
+		md.Platform = cfg.Platforms[0]
+	}
+	for _, st := range res.Stages {
+		ss := StageSummary{Index: st.Index, Name: st.Name, Base: st.Base, Steps: []StepSummary{}}
+		for _, s := range st.Steps {
+			ss.Steps = append(ss.Steps, StepSummary{
+				Instruction: s.Instruction,
+				Line:        s.Location.Line,
+				DurationMS:  s.Duration.Milliseconds(),
+				LayerSize:   s.LayerSize,
+				EmptyLayer:  s.EmptyLayer,
+			})
+		}
+		md.Stages = append(md.Stages, ss)
+	}
+	return Outputs{Digest: md.Digest, Image: image, Tags: tags, Metadata: md}, nil
+}
+
+// writeGitHub sets the step outputs and appends the job summary.
+func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs) error {
+	md, err := json.Marshal(out.Metadata)
+	if err != nil {
+		return fmt.Errorf("encoding metadata: %w", err)
+	}
+	if env("GITHUB_OUTPUT") == "" {
+		return errors.New("writing GitHub outputs: GITHUB_OUTPUT is not set")
+	}
+	err = protect(func() {
+		gha.SetOutput("digest", out.Digest)
+		gha.SetOutput("image", out.Image)
+		gha.SetOutput("tags", strings.Join(out.Tags, ","))
+		gha.SetOutput("metadata", string(md))
+	})
+	if err != nil {
+		return fmt.Errorf("writing GitHub outputs: %w", err)
+	}
+	if env("GITHUB_STEP_SUMMARY") == "" {
+		return nil
+	}
+	if err := protect(func() { gha.AddStepSummary(summaryMarkdown(out)) }); err != nil {
+		return fmt.Errorf("writing GitHub job summary: %w", err)
+	}
+	return nil
+}
+
+// summaryMarkdown renders the job summary: stages and instructions with
+// time and layer size, digest, tags.
+func summaryMarkdown(out Outputs) string {
+	var b strings.Builder
+	b.WriteString("## ship: image built\n\n")
+	b.WriteString("| Stage | Line | Instruction | Time | Layer size |\n")
+	b.WriteString("|---|---:|---|---:|---:|\n")
+	for _, st := range out.Metadata.Stages {
+		stage := fmt.Sprint(st.Index)
+		if st.Name != "" {
+			stage += " (" + st.Name + ")"
+		}
+		for _, s := range st.Steps {
+			line := ""
+			if s.Line > 0 {
+				line = fmt.Sprint(s.Line)
+			}
+			layer := "–"
+			if !s.EmptyLayer {
+				layer = humanSize(s.LayerSize)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n",
+				mdCell(stage), line, mdCode(s.Instruction),
+				(time.Duration(s.DurationMS) * time.Millisecond).String(), layer)
+		}
+	}
+	fmt.Fprintf(&b, "\n**Digest:** `%s`  \n", out.Digest)
+	fmt.Fprintf(&b, "**Image:** `%s`  \n", out.Image)
+	fmt.Fprintf(&b, "**Size:** %s  \n", humanSize(out.Metadata.Size))
+	if len(out.Tags) == 0 {
+		b.WriteString("**Tags:** none\n")
+	} else {
+		verb := "not pushed"
+		if out.Metadata.Pushed {
+			verb = "pushed"
+		}
+		fmt.Fprintf(&b, "**Tags** (%s):\n", verb)
+		for _, t := range out.Tags {
+			fmt.Fprintf(&b, "- `%s`\n", t)
+		}
+	}
+	return b.String()
+}
+
+// mdCell escapes text for a Markdown table cell.
+func mdCell(s string) string {
+	s = strings.NewReplacer("\r", " ", "\n", " ", "|", `\|`).Replace(s)
+	return s
+}
+
+// mdCode renders s as inline code in a table cell.
+func mdCode(s string) string {
+	s = mdCell(s)
+	if s == "" {
+		return ""
+	}
+	fence := "`"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	if fence != "`" {
+		s = " " + s + " "
+	}
+	return fence + s + fence
+}
+
+// humanSize formats n bytes with a binary unit.
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// writeDotenv writes ship.env for GitLab's dotenv report.
+func writeDotenv(dir string, out Outputs) error {
+	path := filepath.Join(dir, dotenvFile)
+	content := fmt.Sprintf("SHIP_DIGEST=%s\nSHIP_IMAGE=%s\nSHIP_TAGS=%s\n",
+		out.Digest, out.Image, strings.Join(out.Tags, ","))
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSONLine writes the outputs as one JSON object on one line.
+func writeJSONLine(w io.Writer, out Outputs) error {
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encoding outputs: %w", err)
+	}
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("writing outputs: %w", err)
+	}
+	return nil
+}

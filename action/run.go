@@ -1,0 +1,271 @@
+package action
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sethvargo/go-githubactions"
+
+	"github.com/intesys/ship-action/internal/build"
+)
+
+// Option configures Run.
+type Option func(*options) error
+
+type options struct {
+	lookup   LookupEnv
+	stdout   io.Writer
+	logger   *slog.Logger // nil: text to stderr
+	workDir  string       // where ship.env goes; "" the working directory
+	tempBase string       // parent of the run's temp dir; "" os.TempDir
+	build    builderFunc
+	client   imageClient // nil: a registry client made from the Config
+}
+
+// builderFunc is build.Build's signature, replaceable in tests.
+type builderFunc func(ctx context.Context, req build.Request, opts ...build.Option) (*build.Result, error)
+
+// imageClient resolves base images and pushes; *registry.Client is one.
+type imageClient interface {
+	build.ImageSource
+	Push(ctx context.Context, img v1.Image, tags []string) (v1.Hash, error)
+}
+
+// WithEnv sets how Run reads the environment (GITHUB_ACTIONS, GITHUB_OUTPUT,
+// GITLAB_CI, registry credentials...). Default: os.LookupEnv.
+func WithEnv(lookup LookupEnv) Option {
+	return func(o *options) error {
+		if lookup == nil {
+			return errors.New("nil environment lookup")
+		}
+		o.lookup = lookup
+		return nil
+	}
+}
+
+// WithStdout sets where the outputs (the final JSON line, GitHub workflow
+// commands) and --help go. Default: os.Stdout.
+func WithStdout(w io.Writer) Option {
+	return func(o *options) error {
+		if w == nil {
+			return errors.New("nil stdout")
+		}
+		o.stdout = w
+		return nil
+	}
+}
+
+// WithLogger sets the logger for progress lines. Default: slog text lines
+// on stderr. Known secrets are redacted from every record either way.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("nil logger")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// withWorkDir sets the directory ship.env is written to.
+func withWorkDir(dir string) Option {
+	return func(o *options) error { o.workDir = dir; return nil }
+}
+
+// withTempDir sets the parent of the run's temporary directory.
+func withTempDir(dir string) Option {
+	return func(o *options) error { o.tempBase = dir; return nil }
+}
+
+// withBuilder replaces build.Build.
+func withBuilder(f builderFunc) Option {
+	return func(o *options) error { o.build = f; return nil }
+}
+
+// withClient replaces the registry client.
+func withClient(c imageClient) Option {
+	return func(o *options) error { o.client = c; return nil }
+}
+
+// Run builds the image cfg describes, writes it as an OCI image layout to
+// cfg.Output (and a tarball to cfg.OutputTar when set), pushes it to every
+// tag when cfg.Push, and writes the outputs: GitHub step outputs and job
+// summary when GITHUB_ACTIONS=true, ship.env when GITLAB_CI=true, and
+// always a JSON object as the last line of stdout.
+//
+// Errors are *ExitError values (CodeUsage, CodeBuild, CodePush,
+// CodeInternal) with a one-line message free of secrets. Temporary files are
+// removed before Run returns, also on error and cancellation.
+func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
+	o := options{lookup: os.LookupEnv, stdout: os.Stdout, build: build.Build}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return withCode(CodeInternal, fmt.Errorf("configuring run: %w", err))
+		}
+	}
+	if cfg.Help {
+		if _, err := io.WriteString(o.stdout, Usage()); err != nil {
+			return withCode(CodeInternal, fmt.Errorf("writing usage: %w", err))
+		}
+		return nil
+	}
+
+	env := func(k string) string { v, _ := o.lookup(k); return v }
+	gha := githubactions.New(githubactions.WithWriter(o.stdout), githubactions.WithGetenv(env))
+	onGitHub := env("GITHUB_ACTIONS") == "true"
+	onGitLab := env("GITLAB_CI") == "true"
+
+	sec := &secretSet{}
+	if onGitHub {
+		sec.onAdd = func(s string) error { return protect(func() { gha.AddMask(s) }) }
+	}
+	for _, s := range cfg.secrets() {
+		if err := sec.add(s); err != nil {
+			return withCode(CodeInternal, fmt.Errorf("masking secrets: %w", err))
+		}
+	}
+	defer func() { err = sec.cleanError(err) }()
+
+	base := o.logger
+	if base == nil {
+		base = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	log := slog.New(&redactHandler{next: base.Handler(), secrets: sec})
+
+	cfg.resolveFile()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := checkOutputs(cfg); err != nil {
+		return err
+	}
+	for _, p := range []string{cfg.Output, cfg.OutputTar} {
+		if p != "" && copiedByLaterBuilds(cfg, p) {
+			log.Warn("output is inside the build context: later builds will copy it unless .dockerignore excludes it",
+				"path", p, "context", cfg.Context)
+		}
+	}
+	log.Debug("configuration", "config", cfg)
+	platform := v1.Platform{}
+	if len(cfg.Platforms) == 1 {
+		platform, _ = parsePlatform(cfg.Platforms[0]) // checked by Validate
+	}
+
+	tmp, err := os.MkdirTemp(o.tempBase, "ship-")
+	if err != nil {
+		return withCode(CodeInternal, fmt.Errorf("creating temporary directory: %w", err))
+	}
+	defer os.RemoveAll(tmp)
+
+	client := o.client
+	if client == nil {
+		c, err := newRegistryClient(cfg, o.lookup, log, sec.maskFunc(log))
+		if err != nil {
+			return withCode(CodeUsage, fmt.Errorf("configuring registry access: %w", err))
+		}
+		client = c
+	}
+
+	cacheDir := cfg.CacheDir
+	if cacheDir == "" {
+		cacheDir = tmp
+	}
+	req := build.Request{
+		ContextDir:      cfg.Context,
+		DockerfilePath:  cfg.File,
+		Target:          cfg.Target,
+		BuildArgs:       cfg.BuildArgs,
+		Labels:          cfg.Labels,
+		Platform:        platform,
+		SourceDateEpoch: cfg.SourceDateEpoch,
+	}
+	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
+	start := time.Now()
+	res, err := o.build(ctx, req,
+		build.WithImageSource(client),
+		build.WithLogger(log),
+		build.WithCacheDir(cacheDir))
+	if err == nil && (res == nil || res.Image == nil) {
+		err = errors.New("building: no image produced")
+	}
+	if err != nil {
+		return withCode(CodeBuild, err)
+	}
+	digest, err := res.Image.Digest()
+	if err != nil {
+		return withCode(CodeBuild, fmt.Errorf("computing image digest: %w", err))
+	}
+	log.Info("built", "digest", digest.String(), "duration", time.Since(start).Round(time.Millisecond))
+
+	if err := ctx.Err(); err != nil {
+		return withCode(CodeBuild, err)
+	}
+	log.Info("writing OCI image layout", "dir", cfg.Output)
+	if err := writeLayout(cfg.Output, res.Image, cfg.Tags); err != nil {
+		return withCode(CodeBuild, err)
+	}
+	if cfg.OutputTar != "" {
+		if err := ctx.Err(); err != nil {
+			return withCode(CodeBuild, err)
+		}
+		log.Info("writing image tarball", "file", cfg.OutputTar)
+		if err := writeTarball(cfg.OutputTar, res.Image, cfg.Tags); err != nil {
+			return withCode(CodeBuild, err)
+		}
+	}
+
+	if cfg.Push {
+		log.Info("pushing", "tags", strings.Join(cfg.Tags, ","))
+		start := time.Now()
+		pushed, err := client.Push(ctx, res.Image, cfg.Tags)
+		if err != nil {
+			return withCode(CodePush, err)
+		}
+		if pushed != digest {
+			return withCode(CodePush, fmt.Errorf("pushing: registry reports digest %s, built %s", pushed, digest))
+		}
+		log.Info("pushed", "digest", digest.String(), "duration", time.Since(start).Round(time.Millisecond))
+	}
+
+	out, err := makeOutputs(res, digest, cfg)
+	if err != nil {
+		return withCode(CodeBuild, err)
+	}
+	if onGitHub {
+		if err := writeGitHub(gha, env, out); err != nil {
+			return withCode(CodeInternal, err)
+		}
+	}
+	if onGitLab {
+		if err := writeDotenv(o.workDir, out); err != nil {
+			return withCode(CodeInternal, err)
+		}
+	}
+	if err := writeJSONLine(o.stdout, out); err != nil {
+		return withCode(CodeInternal, err)
+	}
+	return nil
+}
+
+// protect runs f, turning a panic (go-githubactions panics when it cannot
+// write a workflow command) into an error.
+func protect(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	f()
+	return nil
+}
