@@ -67,9 +67,18 @@ func (e *Env) Clone() *Env {
 	return c
 }
 
-// ProxyArgs are the predefined ARGs BuildKit accepts without a declaration
-// (they reach RUN only and are never written to the image).
-var ProxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+// IsProxyArg reports whether key is one of the predefined proxy ARGs
+// (HTTP_PROXY, HTTPS_PROXY, FTP_PROXY, NO_PROXY, ALL_PROXY, any case) that
+// BuildKit passes to RUN without a declaration and never writes to the
+// image. Elsewhere they behave as ordinary ARGs: they must be declared to
+// be expanded.
+func IsProxyArg(key string) bool {
+	switch strings.ToLower(key) {
+	case "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy":
+		return true
+	}
+	return false
+}
 
 // FormatPlatform formats p as "os/arch[/variant]".
 func FormatPlatform(p v1.Platform) string {

@@ -13,10 +13,10 @@ import (
 // Dockerfile is a parsed Dockerfile: its directives, the ARGs declared before
 // the first FROM and its stages.
 type Dockerfile struct {
-	File     string  // the name used in locations, e.g. "Dockerfile"
-	Syntax   string  // the "# syntax=" directive, empty when absent
-	Escape   rune    // the escape token ('\\' unless "# escape=" says otherwise)
-	MetaArgs []Arg   // ARG instructions before the first FROM, in order
+	File     string   // the name used in locations, e.g. "Dockerfile"
+	Syntax   string   // the "# syntax=" directive, empty when absent
+	Escape   rune     // the escape token ('\\' unless "# escape=" says otherwise)
+	MetaArgs []Arg    // ARG instructions before the first FROM, in order
 	Stages   []*Stage // the stages, in order
 }
 

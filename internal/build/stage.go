@@ -1,0 +1,252 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/intesys/ship-action/internal/dockerfile"
+	"github.com/intesys/ship-action/internal/rootfs"
+)
+
+// historyComment is the comment BuildKit's Dockerfile frontend writes on
+// every history entry it adds.
+const historyComment = "buildkit.dockerfile.v0"
+
+// defaultPathEnv is the PATH BuildKit sets when the base image has none.
+const defaultPathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stageResult is a built stage.
+type stageResult struct {
+	img      v1.Image       // its layers (the config of img is not authoritative)
+	cfg      *v1.ConfigFile // its config, history and diff IDs
+	platform v1.Platform
+	report   Stage
+}
+
+// stageState is a stage being built.
+type stageState struct {
+	b        *builder
+	s        *dockerfile.ResolvedStage
+	img      v1.Image
+	cfg      *v1.ConfigFile
+	env      *dockerfile.Env // the variables instructions see: config Env plus ARGs
+	platform v1.Platform
+	cmdSet   bool // CMD was given in this stage (ENTRYPOINT keeps it then)
+	view     *rootfs.View
+}
+
+func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
+	st := &stageState{b: b, s: s}
+	report := Stage{Index: s.Index, Name: s.Name, Base: s.Base}
+	platform := b.platform
+	if s.Platform != "" {
+		p, err := v1.ParsePlatform(s.Platform)
+		if err != nil {
+			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("failed to parse platform %s: %w", s.Platform, err)}
+		}
+		platform = *p
+	}
+
+	var triggers []string
+	switch {
+	case s.BaseStage != nil:
+		base, err := b.stage(ctx, s.BaseStage)
+		if err != nil {
+			return nil, err
+		}
+		st.img = base.img
+		st.cfg = base.cfg.DeepCopy()
+		st.platform = base.platform
+		// The triggers of a stage used as a base are its own ONBUILD
+		// instructions (inherited ones already ran in it).
+		for _, c := range s.BaseStage.Commands {
+			if ob, ok := c.Command.(*instructions.OnbuildCommand); ok {
+				triggers = append(triggers, ob.Expression)
+			}
+		}
+	case s.Base == "scratch":
+		st.img = empty.Image
+		st.cfg = emptyConfig(platform)
+		st.platform = platform
+	default:
+		img, err := b.image(ctx, s.Base, platform)
+		if err != nil {
+			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: %w", s.Base, err)}
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: reading config: %w", s.Base, err)}
+		}
+		st.img = img
+		st.cfg = baseConfig(cf)
+		st.platform = platform
+		triggers = cf.Config.OnBuild
+	}
+	st.cfg.Config.OnBuild = nil
+	if _, ok := dockerfile.NewEnv(st.cfg.Config.Env).Get("PATH"); !ok && st.platform.OS != "windows" {
+		st.cfg.Config.Env = append(st.cfg.Config.Env, defaultPathEnv)
+	}
+	if wd := st.cfg.Config.WorkingDir; wd != "" {
+		st.cfg.Config.WorkingDir = normalizeWorkdir("", wd)
+	}
+	st.env = dockerfile.NewEnv(st.cfg.Config.Env)
+
+	cmds := make([]dockerfile.Command, 0, len(triggers)+len(s.Commands))
+	for _, t := range triggers {
+		c, err := dockerfile.ParseTrigger(t, s.Location)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, c)
+	}
+	cmds = append(cmds, s.Commands...)
+
+	for _, cmd := range cmds {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		step := Step{Instruction: st.instructionText(cmd), Location: cmd.Location, EmptyLayer: true}
+		size, err := st.dispatch(ctx, cmd)
+		if err != nil {
+			var dfErr *dockerfile.Error
+			if errors.As(err, &dfErr) || errors.Is(err, context.Canceled) {
+				return nil, err
+			}
+			return nil, &dockerfile.Error{Location: cmd.Location, Err: err}
+		}
+		if size >= 0 {
+			step.EmptyLayer = false
+			step.LayerSize = size
+		}
+		step.Duration = time.Since(start)
+		report.Steps = append(report.Steps, step)
+		b.opts.logger.Debug("step done", "stage", s.DisplayName(), "instruction", step.Instruction, "duration", step.Duration)
+	}
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report}, nil
+}
+
+// baseConfig copies the config of a base image keeping what BuildKit's
+// image type (OCI image config plus Healthcheck, OnBuild, Shell and
+// ArgsEscaped) keeps: Docker-only fields such as container,
+// docker_version, Hostname or Image are dropped, and so is created.
+func baseConfig(cf *v1.ConfigFile) *v1.ConfigFile {
+	c := cf.DeepCopy()
+	c.Created = v1.Time{}
+	c.Container = ""
+	c.DockerVersion = "" //nolint:staticcheck // cleared on purpose
+	c.Config = v1.Config{
+		User:         c.Config.User,
+		ExposedPorts: c.Config.ExposedPorts,
+		Env:          c.Config.Env,
+		Entrypoint:   c.Config.Entrypoint,
+		Cmd:          c.Config.Cmd,
+		Volumes:      c.Config.Volumes,
+		WorkingDir:   c.Config.WorkingDir,
+		Labels:       c.Config.Labels,
+		StopSignal:   c.Config.StopSignal,
+		ArgsEscaped:  c.Config.ArgsEscaped,
+		Healthcheck:  c.Config.Healthcheck,
+		OnBuild:      c.Config.OnBuild,
+		Shell:        c.Config.Shell,
+	}
+	return c
+}
+
+// emptyConfig is BuildKit's config for FROM scratch.
+func emptyConfig(p v1.Platform) *v1.ConfigFile {
+	cfg := &v1.ConfigFile{
+		Architecture: p.Architecture,
+		OS:           p.OS,
+		OSVersion:    p.OSVersion,
+		Variant:      p.Variant,
+		RootFS:       v1.RootFS{Type: "layers"},
+	}
+	if len(p.OSFeatures) > 0 {
+		cfg.OSFeatures = append([]string(nil), p.OSFeatures...)
+	}
+	cfg.Config.WorkingDir = "/"
+	if p.OS != "windows" {
+		cfg.Config.Env = []string{defaultPathEnv}
+	}
+	return cfg
+}
+
+// instructionText is the instruction as BuildKit shows it in progress
+// output: the original text with variables expanded, keyword upper case.
+func (st *stageState) instructionText(cmd dockerfile.Command) string {
+	text := cmd.Original
+	if w, err := st.b.df.ExpandWord(text, st.env); err == nil {
+		text = w
+	}
+	keyword, rest, _ := strings.Cut(text, " ")
+	text = strings.ToUpper(keyword)
+	if rest != "" {
+		text += " " + rest
+	}
+	if cmd.OnBuild {
+		text = "ONBUILD " + text
+	}
+	return text
+}
+
+// commit appends a history entry as BuildKit's commitToHistory does:
+// metadata-only entries are empty_layer; COPY and ADD (which BuildKit
+// commits with their LLB state) get the " # buildkit" suffix.
+func (st *stageState) commit(createdBy string, withLayer bool) {
+	st.commitWith(createdBy, withLayer, false)
+}
+
+func (st *stageState) commitWith(createdBy string, withLayer, buildkitSuffix bool) {
+	if buildkitSuffix {
+		createdBy += " # buildkit"
+	}
+	st.cfg.History = append(st.cfg.History, v1.History{
+		Created:    st.b.now(),
+		CreatedBy:  createdBy,
+		Comment:    historyComment,
+		EmptyLayer: !withLayer,
+	})
+}
+
+// now is the creation time of new history entries: SOURCE_DATE_EPOCH when
+// set, else the current time.
+func (b *builder) now() v1.Time {
+	if b.epoch != nil {
+		return v1.Time{Time: b.epoch.UTC()}
+	}
+	return v1.Time{Time: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+// rootView returns a lazy view of the stage's current file system.
+func (st *stageState) rootView() *rootfs.View {
+	if st.view == nil {
+		st.view = rootfs.NewView(st.img)
+	}
+	return st.view
+}
+
+// addLayer appends a new layer to the stage.
+func (st *stageState) addLayer(l v1.Layer) error {
+	img, err := mutate.AppendLayers(st.img, l)
+	if err != nil {
+		return fmt.Errorf("appending layer: %w", err)
+	}
+	diffID, err := l.DiffID()
+	if err != nil {
+		return fmt.Errorf("hashing layer: %w", err)
+	}
+	st.img = img
+	st.cfg.RootFS.Type = "layers"
+	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
+	st.view = nil
+	return nil
+}
