@@ -747,3 +747,28 @@ func TestBuildPlatforms(t *testing.T) {
 		})
 	}
 }
+
+func TestDestMayCrossSymlink(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, dest, workdir string
+		want                bool
+	}{
+		{"bin dir", "/bin/", "/", true},
+		{"lib64 file", "/lib64/x.so", "/", true},
+		{"relative under bin", "tool", "/bin", true},
+		{"var run", "/var/run/app.pid", "/", true},
+		{"var lib", "/var/lib/app", "/", false},
+		{"app", "/app/", "/", false},
+		{"usr local bin", "/usr/local/bin/x", "/", false},
+		{"binary name prefix", "/binaries/x", "/", false},
+		{"dot in app", ".", "/app", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := destMayCrossSymlink(tc.dest, tc.workdir); got != tc.want {
+				t.Fatalf("destMayCrossSymlink(%q, %q) = %v, want %v", tc.dest, tc.workdir, got, tc.want)
+			}
+		})
+	}
+}

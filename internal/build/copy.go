@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strconv"
 	"strings"
 	"testing/fstest"
@@ -87,6 +88,9 @@ func (st *stageState) copy(ctx context.Context, cmd dockerfile.Command, spec cop
 		HTTPClient:  st.b.opts.httpClient,
 		Link:        spec.link,
 		Instruction: strings.ToUpper(cmd.Name()),
+		// Resolve the destination through the stage's symlinks only where
+		// base images commonly have them: that lookup may read base layers.
+		FollowDestSymlinks: destMayCrossSymlink(spec.params.DestPath, st.cfg.Config.WorkingDir),
 	}
 	var entries []layer.Entry
 	if len(spec.params.SourcePaths) > 0 {
@@ -229,4 +233,26 @@ func parseChmod(s string) (*fs.FileMode, error) {
 // the file is missing (BuildKit then uses 0).
 func notFound(err error) bool {
 	return errors.Is(err, rootfs.ErrNotFound)
+}
+
+// destMayCrossSymlink reports whether a COPY/ADD destination lies under a
+// directory that common base images make a symlink: merged /usr (bin, sbin,
+// lib* on Debian 12+, Ubuntu, Fedora) and /var/run, /var/lock. BuildKit
+// writes through such links (COPY x /bin/ lands in /usr/bin); ship resolves
+// them only for these destinations, so that any other COPY of a build needs
+// no base layer.
+func destMayCrossSymlink(dest, workdir string) bool {
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", workdir, dest)
+	}
+	p := strings.TrimPrefix(path.Clean(dest), "/")
+	first, rest, _ := strings.Cut(p, "/")
+	switch first {
+	case "bin", "sbin", "lib", "lib32", "lib64", "libx32":
+		return true
+	case "var":
+		second, _, _ := strings.Cut(rest, "/")
+		return second == "run" || second == "lock"
+	}
+	return false
 }
