@@ -16,8 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/moby/patternmatcher"
-	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/intesys/ship-action/internal/build"
@@ -109,42 +107,31 @@ func checkReplaceable(dir string) error {
 	return fmt.Errorf("output %s exists and is not an OCI image layout; refusing to replace it", dir)
 }
 
-// copiedByLaterBuilds reports whether path lies inside the build context
-// and is not excluded by the .dockerignore that applies (the Dockerfile's
-// own <Dockerfile>.dockerignore, else the context's), so that the next build
-// of the same context would copy this run's result into the image.
-func copiedByLaterBuilds(cfg Config, path string) bool {
+// contextExcludes returns ship's own outputs (the OCI layout directory and
+// the tarball) that lie inside the build context, as context-relative
+// patterns: the build never copies them into the image, whatever
+// .dockerignore says, so `ship --context .` can run twice in a row.
+func contextExcludes(cfg Config) []string {
 	ctxAbs, err := filepath.Abs(cfg.Context)
 	if err != nil {
-		return false
+		return nil
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return false
+	var out []string
+	for _, p := range []string{cfg.Output, cfg.OutputTar} {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(ctxAbs, abs)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue
+		}
+		out = append(out, filepath.ToSlash(rel))
 	}
-	rel, err := filepath.Rel(ctxAbs, abs)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return false
-	}
-	ignore := cfg.File + ".dockerignore"
-	if _, err := os.Stat(ignore); err != nil {
-		ignore = filepath.Join(cfg.Context, ".dockerignore")
-	}
-	f, err := os.Open(ignore)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	patterns, err := ignorefile.ReadAll(f)
-	if err != nil {
-		return true
-	}
-	pm, err := patternmatcher.New(patterns)
-	if err != nil {
-		return true
-	}
-	excluded, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
-	return err != nil || !excluded
+	return out
 }
 
 // writeLayout writes img as an OCI image layout to dir, replacing a

@@ -146,11 +146,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	if err := checkOutputs(cfg); err != nil {
 		return err
 	}
-	for _, p := range []string{cfg.Output, cfg.OutputTar} {
-		if p != "" && copiedByLaterBuilds(cfg, p) {
-			log.Warn("output is inside the build context: later builds will copy it unless .dockerignore excludes it",
-				"path", p, "context", cfg.Context)
-		}
+	excludes := contextExcludes(cfg)
+	if len(excludes) > 0 {
+		log.Debug("outputs inside the build context are left out of it", "paths", excludes)
 	}
 	log.Debug("configuration", "config", cfg)
 	platform := v1.Platform{}
@@ -185,6 +183,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		Labels:          cfg.Labels,
 		Platform:        platform,
 		SourceDateEpoch: cfg.SourceDateEpoch,
+		ContextExcludes: excludes,
 	}
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()

@@ -557,38 +557,28 @@ func TestHumanSize(t *testing.T) {
 	}
 }
 
-func TestCopiedByLaterBuilds(t *testing.T) {
+func TestContextExcludes(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
+	ctx := filepath.Join(dir, "ctx")
 	tests := []struct {
-		name   string
-		ignore map[string]string // file name in the context → content
-		path   string            // relative to the context
-		want   bool
+		name      string
+		output    string
+		outputTar string
+		want      []string
 	}{
-		{"outside", nil, "../out", false},
-		{"inside without dockerignore", nil, "ship-out", true},
-		{"excluded by dockerignore", map[string]string{".dockerignore": "# outputs\nship-out\n"}, "ship-out", false},
-		{"parent excluded", map[string]string{".dockerignore": "build\n"}, "build/ship-out", false},
-		{"not excluded", map[string]string{".dockerignore": "node_modules\n"}, "ship-out", true},
-		{"re-included", map[string]string{".dockerignore": "ship-*\n!ship-out\n"}, "ship-out", true},
-		{"dockerfile ignore wins", map[string]string{".dockerignore": "ship-out\n", "Dockerfile.dockerignore": "other\n"}, "ship-out", true},
+		{"outside", filepath.Join(dir, "out"), "", nil},
+		{"default inside", filepath.Join(ctx, "ship-out"), "", []string{"ship-out"}},
+		{"nested and tar", filepath.Join(ctx, "build", "out"), filepath.Join(ctx, "img.tar"), []string{"build/out", "img.tar"}},
+		{"the context itself", ctx, "", nil},
+		{"sibling with common prefix", ctx + "-out", "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			ctx := filepath.Join(dir, "ctx")
-			if err := os.Mkdir(ctx, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for n, c := range tc.ignore {
-				if err := os.WriteFile(filepath.Join(ctx, n), []byte(c), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cfg := Config{Context: ctx, File: filepath.Join(ctx, "Dockerfile")}
-			if got := copiedByLaterBuilds(cfg, filepath.Join(ctx, tc.path)); got != tc.want {
-				t.Errorf("copiedByLaterBuilds = %v, want %v", got, tc.want)
+			cfg := Config{Context: ctx, Output: tc.output, OutputTar: tc.outputTar}
+			if got := contextExcludes(cfg); !slices.Equal(got, tc.want) {
+				t.Errorf("contextExcludes = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -26,6 +26,10 @@ type Request struct {
 	BuildArgs      map[string]string // --build-arg values, already resolved
 	Labels         map[string]string // --label values, added to the final image
 	Platform       v1.Platform       // target platform; zero value: linux/<host arch>
+	// ContextExcludes are patterns (.dockerignore syntax, relative to the
+	// context) that are never part of the context, whatever .dockerignore
+	// says: ship's own outputs when they are written inside the context.
+	ContextExcludes []string
 	// SourceDateEpoch, when set, clamps file times in layers and sets history
 	// and config creation times, as BuildKit does with SOURCE_DATE_EPOCH.
 	SourceDateEpoch *time.Time

@@ -230,7 +230,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 // buildContext opens the build context once, on first use.
 func (b *builder) buildContext() (*copier.Context, error) {
 	b.ctxOnce.Do(func() {
-		b.bctx, b.bctxErr = copier.OpenContext(b.req.ContextDir, b.req.DockerfilePath)
+		b.bctx, b.bctxErr = copier.OpenContext(b.req.ContextDir, b.req.DockerfilePath, b.req.ContextExcludes...)
 	})
 	return b.bctx, b.bctxErr
 }

@@ -41,8 +41,9 @@ type Context struct {
 // "<dockerfile base name>.dockerignore" next to dockerfilePath if that file
 // exists, else ".dockerignore" in dir. As in BuildKit, the Dockerfile and the
 // ignore file themselves are not excluded unless listed. dockerfilePath may be
-// empty.
-func OpenContext(dir, dockerfilePath string) (*Context, error) {
+// empty. excludes are further patterns in .dockerignore syntax that always
+// apply (the caller's own output directory inside the context, for example).
+func OpenContext(dir, dockerfilePath string, excludes ...string) (*Context, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening build context %s: %w", dir, err)
@@ -55,20 +56,24 @@ func OpenContext(dir, dockerfilePath string) (*Context, error) {
 			ignorePath = p
 		}
 	}
+	var patterns []string
 	f, err := os.Open(ignorePath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return c, nil
 	case err != nil:
 		root.Close()
 		return nil, fmt.Errorf("reading %s: %w", ignorePath, err)
+	default:
+		defer f.Close()
+		patterns, err = ignorefile.ReadAll(f)
+		if err != nil {
+			root.Close()
+			return nil, fmt.Errorf("reading %s: %w", ignorePath, err)
+		}
 	}
-	defer f.Close()
-	patterns, err := ignorefile.ReadAll(f)
-	if err != nil {
-		root.Close()
-		return nil, fmt.Errorf("reading %s: %w", ignorePath, err)
-	}
+	// The caller's excludes come last, so no "!" line of the file can
+	// bring them back.
+	patterns = append(patterns, excludes...)
 	if len(patterns) == 0 {
 		return c, nil
 	}

@@ -255,3 +255,33 @@ func TestContextConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestContextExtraExcludes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		// A negation in the file cannot bring back what the caller excludes.
+		".dockerignore":       "*.tmp\n!ship-out\n",
+		"app.py":              "a",
+		"ship-out/index.json": "{}",
+		"ship-out/oci-layout": "{}",
+		"build/image.tar":     "t",
+		"build/keep.txt":      "k",
+		"Dockerfile":          "FROM scratch",
+	})
+	c, err := OpenContext(dir, filepath.Join(dir, "Dockerfile"), "ship-out", "build/image.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, name := range []string{"ship-out", "ship-out/index.json", "build/image.tar"} {
+		if _, err := fs.Stat(c, name); err == nil {
+			t.Errorf("%s is visible in the context, want excluded", name)
+		}
+	}
+	for _, name := range []string{"app.py", "build/keep.txt"} {
+		if _, err := fs.Stat(c, name); err != nil {
+			t.Errorf("%s: %v, want visible", name, err)
+		}
+	}
+}
