@@ -772,3 +772,51 @@ func TestDestMayCrossSymlink(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildReadsBaseLayersOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		dockerfile string
+		history    string // CreatedBy of the base's layer; "" keeps "base layer"
+		wantReads  bool
+	}{
+		{"workdir outside FHS", "FROM base\nWORKDIR /app\nCOPY a ./\n", "", false},
+		{"copy into new top dir", "FROM base\nCOPY a /srvapp/a\n", "", false},
+		{"chown by number", "FROM base\nCOPY --chown=1000:1000 a /app/\n", "", false},
+		{"workdir under FHS dir", "FROM base\nWORKDIR /srv/app\n", "", true},
+		{"chown by name reads passwd", "FROM base\nCOPY --chown=app a /app/\n", "", true},
+		{"base history mentions the dir", "FROM base\nWORKDIR /app\n", "WORKDIR /app", true},
+		{"copy to merged-usr bin", "FROM base\nCOPY a /bin/\n", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var reads atomic.Int64
+			base := baseImage(t, &reads, nil)
+			if tt.history != "" {
+				cf, err := base.ConfigFile()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cf = cf.DeepCopy()
+				cf.History[0].CreatedBy = tt.history
+				if base, err = mutate.ConfigFile(base, cf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src := &memSource{images: map[string]v1.Image{"base": base}}
+			fx := fixture{dockerfile: tt.dockerfile, files: map[string]string{"a": "A"}}
+			res, _, err := build(t, fx, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := res.Image.Digest(); err != nil {
+				t.Fatal(err)
+			}
+			if got := reads.Load() > 0; got != tt.wantReads {
+				t.Errorf("base layers read: %v (%d reads), want %v", got, reads.Load(), tt.wantReads)
+			}
+		})
+	}
+}

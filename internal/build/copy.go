@@ -67,9 +67,13 @@ func (st *stageState) copy(ctx context.Context, cmd dockerfile.Command, spec cop
 			return -1, errors.New("checksum requires HTTP(S) or Git sources")
 		}
 	}
+	view, err := st.rootView()
+	if err != nil {
+		return -1, err
+	}
 	var owner *copier.Owner
 	if spec.chown != "" {
-		uid, gid, err := resolveOwner(st.rootView(), spec.chown)
+		uid, gid, err := resolveOwner(view, spec.chown)
 		if err != nil {
 			return -1, err
 		}
@@ -79,7 +83,7 @@ func (st *stageState) copy(ctx context.Context, cmd dockerfile.Command, spec cop
 	req := copier.Request{
 		Dest:        spec.params.DestPath,
 		WorkDir:     st.cfg.Config.WorkingDir,
-		Target:      st.rootView(),
+		Target:      view,
 		Chown:       owner,
 		Chmod:       mode,
 		Excludes:    spec.excludes,

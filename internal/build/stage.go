@@ -13,7 +13,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/intesys/ship-action/internal/dockerfile"
-	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // historyComment is the comment BuildKit's Dockerfile frontend writes on
@@ -29,6 +28,7 @@ type stageResult struct {
 	cfg      *v1.ConfigFile // its config, history and diff IDs
 	platform v1.Platform
 	report   Stage
+	base     baseInfo // the external base under it
 }
 
 // stageState is a stage being built.
@@ -40,7 +40,8 @@ type stageState struct {
 	env      *dockerfile.Env // the variables instructions see: config Env plus ARGs
 	platform v1.Platform
 	cmdSet   bool // CMD was given in this stage (ENTRYPOINT keeps it then)
-	view     *rootfs.View
+	base     baseInfo
+	view     *stageFS
 }
 
 func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
@@ -65,6 +66,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		st.img = base.img
 		st.cfg = base.cfg.DeepCopy()
 		st.platform = base.platform
+		st.base = base.base
 		// The triggers of a stage used as a base are its own ONBUILD
 		// instructions (inherited ones already ran in it).
 		for _, c := range s.BaseStage.Commands {
@@ -85,9 +87,14 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		if err != nil {
 			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: reading config: %w", s.Base, err)}
 		}
+		layers, err := img.Layers()
+		if err != nil {
+			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: listing layers: %w", s.Base, err)}
+		}
 		st.img = img
 		st.cfg = baseConfig(cf)
 		st.platform = platform
+		st.base = baseInfo{layers: len(layers), history: cf.History, known: true}
 		triggers = cf.Config.OnBuild
 	}
 	st.cfg.Config.OnBuild = nil
@@ -131,7 +138,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		report.Steps = append(report.Steps, step)
 		b.opts.logger.Debug("step done", "stage", s.DisplayName(), "instruction", step.Instruction, "duration", step.Duration)
 	}
-	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report}, nil
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base}, nil
 }
 
 // baseConfig copies the config of a base image keeping what BuildKit's
@@ -227,11 +234,15 @@ func (b *builder) now() v1.Time {
 }
 
 // rootView returns a lazy view of the stage's current file system.
-func (st *stageState) rootView() *rootfs.View {
+func (st *stageState) rootView() (*stageFS, error) {
 	if st.view == nil {
-		st.view = rootfs.NewView(st.img)
+		v, err := newStageFS(st.img, st.base)
+		if err != nil {
+			return nil, err
+		}
+		st.view = v
 	}
-	return st.view
+	return st.view, nil
 }
 
 // addLayer appends a new layer to the stage.

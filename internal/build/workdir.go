@@ -42,7 +42,10 @@ func (st *stageState) workdir(ctx context.Context, c *instructions.WorkdirComman
 // file system: the created directories and, as a snapshot diff has them,
 // their existing parents.
 func (st *stageState) mkdirEntries(dir string) ([]layer.Entry, error) {
-	view := st.rootView()
+	view, err := st.rootView()
+	if err != nil {
+		return nil, err
+	}
 	parts := strings.Split(strings.Trim(dir, "/"), "/")
 	now := st.b.fileTime()
 	var existing []*tar.Header
