@@ -31,11 +31,13 @@ type memSource struct {
 	images    map[string]v1.Image
 	asked     []string
 	platforms []string
+	ctxs      []context.Context // the contexts images were resolved with
 }
 
-func (m *memSource) Image(_ context.Context, ref string, p v1.Platform) (v1.Image, error) {
+func (m *memSource) Image(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.ctxs = append(m.ctxs, ctx)
 	m.asked = append(m.asked, ref)
 	m.platforms = append(m.platforms, ref+" "+dockerfile.FormatPlatform(p))
 	img, ok := m.images[ref]
@@ -818,5 +820,28 @@ func TestBuildReadsBaseLayersOnlyWhenNeeded(t *testing.T) {
 				t.Errorf("base layers read: %v (%d reads), want %v", got, reads.Load(), tt.wantReads)
 			}
 		})
+	}
+}
+
+// A remote base image reads its layers lazily with the context it was
+// resolved with, after Build returns (writing a layout, pushing): Build must
+// not resolve it with a context it cancels itself.
+func TestBuildResolvesBasesWithCallersContext(t *testing.T) {
+	t.Parallel()
+	src := &memSource{images: map[string]v1.Image{"base": baseImage(t, nil, nil)}}
+	fx := fixture{
+		dockerfile: "FROM base AS one\nCOPY a /a\nFROM base\nCOPY --from=one /a /b\n",
+		files:      map[string]string{"a": "A"},
+	}
+	if _, _, err := build(t, fx, src); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.ctxs) == 0 {
+		t.Fatal("no base image was resolved")
+	}
+	for i, ctx := range src.ctxs {
+		if err := ctx.Err(); err != nil {
+			t.Errorf("base image %d was resolved with a context that is now %v", i, err)
+		}
 	}
 }

@@ -126,10 +126,13 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 	}()
 
-	eg, egctx := errgroup.WithContext(ctx)
+	// Not errgroup.WithContext: base images resolved here read their layers
+	// lazily, after the group is done, with the context they were resolved
+	// with; that must be the caller's, not one cancelled by Wait.
+	var eg errgroup.Group
 	for _, s := range plan.Needed {
 		eg.Go(func() error {
-			_, err := b.stage(egctx, s)
+			_, err := b.stage(ctx, s)
 			return err
 		})
 	}
