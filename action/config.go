@@ -239,15 +239,10 @@ func Inputs() []Input {
 			},
 		},
 		{
-			Name: "output", Kind: KindString, Default: "./ship-out",
-			Description: "Directory for the OCI image layout of the built image (replaced on each run).",
-			field:       func(c *Config) any { return &c.Output },
-			validate: func(c *Config) error {
-				if c.Output == "" {
-					return fmt.Errorf("output must not be empty")
-				}
-				return nil
-			},
+			Name: "output", Kind: KindString, Default: "",
+			Description: "Directory for the OCI image layout of the built image (replaced on each run). " +
+				"Default: ./ship-out when not pushing; when pushing, none unless set (a layout holds the base image's layers, which a push never downloads).",
+			field: func(c *Config) any { return &c.Output },
 		},
 		{
 			Name: "output-tar", Kind: KindString,
@@ -464,9 +459,16 @@ func parsePlatform(s string) (v1.Platform, error) {
 	return *p, nil
 }
 
-// resolveFile applies the computed default of File.
+// resolveFile applies the computed defaults of File and Output.
 func (c *Config) resolveFile() {
 	if c.File == "" && c.Context != "" {
 		c.File = filepath.Join(c.Context, "Dockerfile")
 	}
+	if c.Output == "" && !c.Push {
+		c.Output = DefaultOutput
+	}
 }
+
+// DefaultOutput is where the OCI image layout goes when nothing is pushed
+// and no output is set.
+const DefaultOutput = "./ship-out"

@@ -60,7 +60,7 @@ func TestInputsTable(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(Usage(), "--insecure-registry") || !strings.Contains(Usage(), `(default "./ship-out")`) {
+	if !strings.Contains(Usage(), "--insecure-registry") || !strings.Contains(Usage(), `Default: ./ship-out when not pushing`) {
 		t.Errorf("usage misses flags or defaults:\n%s", Usage())
 	}
 	for _, in := range Inputs() {
@@ -122,8 +122,20 @@ func TestPrecedence(t *testing.T) {
 func TestDefaultConfig(t *testing.T) {
 	t.Parallel()
 	c := DefaultConfig()
-	if c.Context != "." || c.Output != "./ship-out" || c.Push {
+	if c.Context != "." || c.Output != "" || c.Push {
 		t.Errorf("DefaultConfig() = %+v", c)
+	}
+	// The layout is written by default only when nothing is pushed.
+	local := DefaultConfig()
+	local.resolveFile()
+	if local.Output != DefaultOutput {
+		t.Errorf("local run: Output = %q, want %q", local.Output, DefaultOutput)
+	}
+	pushing := DefaultConfig()
+	pushing.Push = true
+	pushing.resolveFile()
+	if pushing.Output != "" {
+		t.Errorf("pushing run: Output = %q, want none", pushing.Output)
 	}
 }
 

@@ -70,8 +70,10 @@ type StepSummary struct {
 // not overwrite: a directory that is neither empty nor an OCI layout, a
 // tarball path that is a directory.
 func checkOutputs(cfg Config) error {
-	if err := checkReplaceable(cfg.Output); err != nil {
-		return &ExitError{Code: CodeUsage, Err: err}
+	if cfg.Output != "" {
+		if err := checkReplaceable(cfg.Output); err != nil {
+			return &ExitError{Code: CodeUsage, Err: err}
+		}
 	}
 	if cfg.OutputTar != "" {
 		if fi, err := os.Stat(cfg.OutputTar); err == nil && fi.IsDir() {

@@ -206,9 +206,11 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	if err := ctx.Err(); err != nil {
 		return withCode(CodeBuild, err)
 	}
-	log.Info("writing OCI image layout", "dir", cfg.Output)
-	if err := writeLayout(cfg.Output, res.Image, cfg.Tags); err != nil {
-		return withCode(CodeBuild, err)
+	if cfg.Output != "" {
+		log.Info("writing OCI image layout", "dir", cfg.Output)
+		if err := writeLayout(cfg.Output, res.Image, cfg.Tags); err != nil {
+			return withCode(CodeBuild, err)
+		}
 	}
 	if cfg.OutputTar != "" {
 		if err := ctx.Err(); err != nil {
