@@ -14,6 +14,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/intesys/ship-action/internal/build"
+	"github.com/intesys/ship-action/internal/dockerfile"
 )
 
 // Option configures Run.
@@ -193,6 +194,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		build.WithCacheDir(cacheDir))
 	if err == nil && (res == nil || res.Image == nil) {
 		err = errors.New("building: no image produced")
+	}
+	if errors.Is(err, dockerfile.ErrUnknownTarget) {
+		return withCode(CodeUsage, err) // --target is a bad input, not a failed build
 	}
 	if err != nil {
 		return withCode(CodeBuild, err)

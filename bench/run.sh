@@ -53,7 +53,7 @@ rm -rf "$CTX" && mkdir -p "$CTX/app"
 for i in $(seq -w 1 100); do
 	d=$CTX/app/pkg$((10#$i % 10))
 	mkdir -p "$d"
-	head -c 20480 </dev/urandom | base64 -w 76 | head -c 20480 >"$d/module_$i.py"
+	head -c 15360 /dev/urandom | base64 -w 76 >"$d/module_$i.py"
 done
 cat >"$CTX/Dockerfile" <<DF
 FROM $BASE

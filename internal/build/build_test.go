@@ -572,7 +572,7 @@ func TestBuildErrors(t *testing.T) {
 		{"unknown instruction", fixture{dockerfile: "FROM scratch\nFOO bar\n"}, "Dockerfile:2: unknown instruction: FOO..."},
 		{"bad flag", fixture{dockerfile: "FROM scratch\nCOPY --nope=1 a /\n"}, "Dockerfile:2: unknown flag: --nope..."},
 		{"missing base", fixture{dockerfile: "FROM scratch\nFROM nothere:1\n"}, "Dockerfile:2: resolving base image nothere:1: MANIFEST_UNKNOWN: nothere:1 not found"},
-		{"unknown target", fixture{dockerfile: "FROM scratch AS a\nFROM scratch AS b\n", req: func(r *Request) { r.Target = "c" }}, `resolving build target: target stage "c" could not be found (stages: a, b)`},
+		{"unknown target", fixture{dockerfile: "FROM scratch AS a\nFROM scratch AS b\n", req: func(r *Request) { r.Target = "c" }}, `resolving build target: unknown target stage "c" (stages: a, b)`},
 		{"bad stage index", fixture{dockerfile: "FROM scratch\nCOPY --from=3 /a /a\n"}, "Dockerfile:2: invalid stage index 3"},
 		{"copy from later stage", fixture{dockerfile: "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\n", req: func(r *Request) { r.Target = "a" }}, `Dockerfile:2: cannot copy from stage "b", it needs to be defined before current stage "a"`},
 		{"missing copy source", fixture{dockerfile: "FROM scratch\nCOPY nothere /x\n"}, "Dockerfile:2: ..."},
@@ -843,5 +843,32 @@ func TestBuildResolvesBasesWithCallersContext(t *testing.T) {
 		if err := ctx.Err(); err != nil {
 			t.Errorf("base image %d was resolved with a context that is now %v", i, err)
 		}
+	}
+}
+
+func TestBuildWorkdirOwnedByUser(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, user string
+		uid, gid   int
+	}{
+		{"by name", "app", 1000, 1001},
+		{"by name and group", "app:staff", 1000, 50},
+		{"numeric", "1234", 1234, 1234},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fx := fixture{dockerfile: "FROM base\nUSER " + tc.user + "\nWORKDIR /owned/by/user\n"}
+			res, _, err := build(t, fx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{"owned", "owned/by", "owned/by/user"} {
+				h := lastLayerHeader(t, res.Image, p)
+				if h.Uid != tc.uid || h.Gid != tc.gid {
+					t.Errorf("/%s owned by %d:%d, want %d:%d", p, h.Uid, h.Gid, tc.uid, tc.gid)
+				}
+			}
+		})
 	}
 }

@@ -160,7 +160,16 @@ func (st *stageState) fromFS(ctx context.Context, from string) (fs.FS, error) {
 	}
 	img, err := st.b.image(ctx, from, st.platform)
 	if err != nil {
-		return nil, fmt.Errorf("resolving image %s: %w", from, err)
+		// As in BuildKit, a --from that names no stage is an image. A bare
+		// word is more likely a mistyped stage name: say both.
+		if strings.ContainsAny(from, "/:@") {
+			return nil, fmt.Errorf("resolving image %s: %w", from, err)
+		}
+		stages := "the Dockerfile has no named stages"
+		if names := st.b.plan.Names(); len(names) > 0 {
+			stages = "stages: " + strings.Join(names, ", ")
+		}
+		return nil, fmt.Errorf("--from=%s names no stage (%s), and resolving it as an image failed: %w", from, stages, err)
 	}
 	return rootfs.NewView(img), nil
 }

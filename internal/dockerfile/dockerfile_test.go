@@ -203,7 +203,7 @@ FROM A AS e
 		{"base stage and copy from", "c", []string{"a", "b", "c"}, ""},
 		{"copy by index", "d", []string{"a", "b", "d"}, ""},
 		{"by index", "0", []string{"a"}, ""},
-		{"unknown", "zz", nil, `target stage "zz" could not be found (stages: a, b, c, d, e)`},
+		{"unknown", "zz", nil, `unknown target stage "zz" (stages: a, b, c, d, e)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -144,6 +144,10 @@ func (p *Plan) Names() []string {
 	return names
 }
 
+// ErrUnknownTarget is wrapped by the error Resolve returns when the target
+// names no stage: a usage error, not a build failure.
+var ErrUnknownTarget = errors.New("unknown target stage")
+
 func (p *Plan) find(target string) (*ResolvedStage, error) {
 	if target == "" {
 		return p.Stages[len(p.Stages)-1], nil
@@ -159,9 +163,9 @@ func (p *Plan) find(target string) (*ResolvedStage, error) {
 	}
 	names := p.Names()
 	if len(names) == 0 {
-		return nil, fmt.Errorf("target stage %q could not be found: the Dockerfile has no named stages", target)
+		return nil, fmt.Errorf("%w %q: the Dockerfile has no named stages", ErrUnknownTarget, target)
 	}
-	return nil, fmt.Errorf("target stage %q could not be found (stages: %s)", target, strings.Join(names, ", "))
+	return nil, fmt.Errorf("%w %q (stages: %s)", ErrUnknownTarget, target, strings.Join(names, ", "))
 }
 
 // Deps returns the stages s depends on directly: its base stage and the

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -238,8 +239,10 @@ func (r *Registry) start(t testing.TB, bin, cfgFile string) error {
 		case <-time.After(5 * time.Second):
 			stop()
 		}
-		if t.Failed() && out.Len() > 0 {
-			t.Logf("docker-registry output:\n%s", out.String())
+		if t.Failed() {
+			if log := unexpectedLogLines(out.String()); log != "" {
+				t.Logf("docker-registry output:\n%s", log)
+			}
 		}
 	})
 	return nil
@@ -353,4 +356,18 @@ func (s *syncBuffer) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Len()
+}
+
+// unexpectedLogLines drops the registry's log lines about blobs and
+// manifests that are not there yet: every push asks for them first, so they
+// only hide the lines that explain a failure.
+func unexpectedLogLines(log string) string {
+	var keep []string
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if strings.Contains(line, `err.code="blob unknown"`) || strings.Contains(line, `err.code="manifest unknown"`) {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	return strings.TrimSpace(strings.Join(keep, "\n"))
 }
