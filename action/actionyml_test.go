@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -141,5 +142,21 @@ func TestActionYMLMatchesConfig(t *testing.T) {
 	}
 	if a.Runs.Using != "docker" || a.Runs.Image != "docker://ghcr.io/intesys/ship-action:v1" {
 		t.Errorf("runs = %+v", a.Runs)
+	}
+}
+
+// TestREADMEListsEveryInput keeps the README's input table in step with
+// Config: every input has a row.
+func TestREADMEListsEveryInput(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatalf("reading README.md: %v", err)
+	}
+	for _, in := range Inputs() {
+		row := "| `" + in.Name + "` | `--" + in.Name + "`"
+		if !strings.Contains(string(data), row) {
+			t.Errorf("README.md has no row for input %s (want a line starting %q)", in.Name, row)
+		}
 	}
 }
