@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -88,7 +89,11 @@ func TestPlanAddArchive(t *testing.T) {
 		tarFile{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "pkg/hard", Linkname: "pkg/a.sh", Mode: 0o755}},
 		tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "/abs/b", Mode: 0o600}, body: "b"},
 	)
+	// opt is created by BuildKit's MkdirAll, opt/abs is implied by an entry
+	// (moby's Untar: 0755 root).
 	simpleWant := []string{
+		"opt d 0755 0:0",
+		"opt/abs d 0755 0:0",
 		"opt/abs/b f 0600 0:0 =b",
 		"opt/pkg d 0750 1000:1000",
 		"opt/pkg/a.sh f 0755 1000:1000 =echo a",
@@ -111,6 +116,12 @@ func TestPlanAddArchive(t *testing.T) {
 			tarFile{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "a/link", Linkname: "z/target", Mode: 0o644}},
 			tarFile{hdr: tar.Header{Typeflag: tar.TypeLink, Name: "m/link", Linkname: "z/target", Mode: 0o644}}),
 		"whiteout.tar": makeTar(t, tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "d/.wh.x", Mode: 0o644}}),
+		"symlink644.tar": makeTar(t,
+			tarFile{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "l", Linkname: "target", Mode: 0o644, Uid: 3, Gid: 4}}),
+		"implied.tar": makeTar(t,
+			tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "a/b/f", Mode: 0o644}, body: "f"},
+			tarFile{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "g/", Mode: 0o2770, Gid: 9}},
+			tarFile{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "g/in/f", Mode: 0o644}, body: "g"}),
 	}
 	dir := t.TempDir()
 	for n, b := range files {
@@ -134,6 +145,7 @@ func TestPlanAddArchive(t *testing.T) {
 	tests := []struct {
 		name    string
 		req     Request
+		target  fstest.MapFS
 		want    []string
 		wantErr string
 	}{
@@ -145,7 +157,7 @@ func TestPlanAddArchive(t *testing.T) {
 		{
 			name: "bzip2",
 			req:  Request{Sources: []string{"hello.tar.bz2"}, Dest: "/srv/"},
-			want: []string{"srv/hello d 0750 1000:1000", "srv/hello/world.txt f 0640 1000:1000 =hi\n"},
+			want: []string{"srv d 0755 0:0", "srv/hello d 0750 1000:1000", "srv/hello/world.txt f 0640 1000:1000 =hi\n"},
 		},
 		{
 			name: "chown replaces owners and creates missing destination",
@@ -155,17 +167,17 @@ func TestPlanAddArchive(t *testing.T) {
 		{
 			name: "not a tar despite its name is copied",
 			req:  Request{Sources: []string{"fake.tar.gz"}, Dest: "/opt/"},
-			want: []string{"opt/fake.tar.gz f 0644 0:0 =not an archive at all"},
+			want: []string{"opt d 0755 0:0", "opt/fake.tar.gz f 0644 0:0 =not an archive at all"},
 		},
 		{
 			name: "empty file is copied",
 			req:  Request{Sources: []string{"empty.tar.gz"}, Dest: "/opt/"},
-			want: []string{"opt/empty.tar.gz f 0644 0:0 ="},
+			want: []string{"opt d 0755 0:0", "opt/empty.tar.gz f 0644 0:0 ="},
 		},
 		{
 			name: "COPY never extracts",
 			req:  Request{Sources: []string{"hello.tar.bz2"}, Dest: "/opt/h.tbz"},
-			want: []string{"opt/h.tbz f 0644 0:0 =" + string(bz)},
+			want: []string{"opt d 0755 0:0", "opt/h.tbz f 0644 0:0 =" + string(bz)},
 		},
 		{
 			name: "glob of archives extracts each",
@@ -175,7 +187,49 @@ func TestPlanAddArchive(t *testing.T) {
 		{
 			name: "hard links are reordered so that the target comes first",
 			req:  Request{Sources: []string{"linkfirst.tar"}, Dest: "/l"},
-			want: []string{"l/a/link f 0644 0:0 =T", "l/m/link h 0644 0:0 ->l/a/link", "l/z/target h 0644 0:0 ->l/a/link"},
+			want: []string{
+				"l d 0755 0:0",
+				"l/a d 0755 0:0", "l/a/link f 0644 0:0 =T",
+				"l/m d 0755 0:0", "l/m/link h 0644 0:0 ->l/a/link",
+				"l/z d 0755 0:0", "l/z/target h 0644 0:0 ->l/a/link",
+			},
+		},
+		{
+			name: "symlinks get 0777 whatever the archive says",
+			req:  Request{Sources: []string{"symlink644.tar"}, Dest: "/s/"},
+			want: []string{"s d 0755 0:0", "s/l l 0777 3:4 ->target"},
+		},
+		{
+			// moby's Untar creates implied directories 0755 and chowns them
+			// to root; the kernel gives them a setgid parent's bit.
+			name:   "implied directories are root-owned and inherit setgid",
+			req:    Request{Sources: []string{"implied.tar"}, Dest: "/srv/"},
+			target: fstest.MapFS{"srv": dirWith(0o2775, 0, 50)},
+			want: []string{
+				"srv d 2775 0:50",
+				"srv/a d 2755 0:0", "srv/a/b d 2755 0:0", "srv/a/b/f f 0644 0:0 =f",
+				"srv/g d 2770 0:9", "srv/g/in d 2755 0:0", "srv/g/in/f f 0644 0:0 =g",
+			},
+		},
+		{
+			name:   "chown owns the created destination but not implied directories",
+			req:    Request{Sources: []string{"implied.tar"}, Dest: "/new/x/", Chown: &Owner{UID: 1, GID: 2}},
+			target: fstest.MapFS{},
+			want: []string{
+				"new d 0755 1:2", "new/x d 0755 1:2",
+				"new/x/a d 0755 0:0", "new/x/a/b d 0755 0:0", "new/x/a/b/f f 0644 1:2 =f",
+				"new/x/g d 2770 1:2", "new/x/g/in d 2755 0:0", "new/x/g/in/f f 0644 1:2 =g",
+			},
+		},
+		{
+			name:   "link unpacks onto an empty tree",
+			req:    Request{Sources: []string{"implied.tar"}, Dest: "/srv/", Link: true},
+			target: fstest.MapFS{"srv": dirWith(0o2775, 0, 50)},
+			want: []string{
+				"srv d 0755 0:0",
+				"srv/a d 0755 0:0", "srv/a/b d 0755 0:0", "srv/a/b/f f 0644 0:0 =f",
+				"srv/g d 2770 0:9", "srv/g/in d 2755 0:0", "srv/g/in/f f 0644 0:0 =g",
+			},
 		},
 		{name: "entry escaping the destination", req: Request{Sources: []string{"escape.tar"}, Dest: "/opt/"}, wantErr: "leaves the destination"},
 		{name: "hard link escaping the destination", req: Request{Sources: []string{"hardescape.tar"}, Dest: "/opt/"}, wantErr: "leaves the destination"},
@@ -187,6 +241,9 @@ func TestPlanAddArchive(t *testing.T) {
 			req := tc.req
 			req.Context = c
 			req.Add = tc.name != "COPY never extracts"
+			if tc.target != nil {
+				req.Target = tc.target
+			}
 			got, err := Plan(context.Background(), req)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -249,23 +306,23 @@ func TestPlanAddURL(t *testing.T) {
 		{
 			name:      "dest with slash takes the name from the URL, mode 0600, Last-Modified",
 			req:       Request{Sources: []string{url}, Dest: "/dl/"},
-			want:      []string{"dl/tool.tar.gz f 0600 0:0 =" + body},
+			want:      []string{"dl d 0755 0:0", "dl/tool.tar.gz f 0600 0:0 =" + body},
 			wantMtime: lastMod,
 		},
 		{
 			name: "dest without slash is the file",
 			req:  Request{Sources: []string{url}, Dest: "/opt/tool"},
-			want: []string{"opt/tool f 0600 0:0 =" + body},
+			want: []string{"opt d 0755 0:0", "opt/tool f 0600 0:0 =" + body},
 		},
 		{
 			name: "URL without a path",
 			req:  Request{Sources: []string{srv.URL + "/"}, Dest: "/dl/"},
-			want: []string{"dl/__unnamed__ f 0600 0:0 =" + body},
+			want: []string{"dl d 0755 0:0", "dl/__unnamed__ f 0600 0:0 =" + body},
 		},
 		{
 			name: "checksum matches",
 			req:  Request{Sources: []string{url}, Dest: "/dl/", Checksum: digest},
-			want: []string{"dl/tool.tar.gz f 0600 0:0 =" + body},
+			want: []string{"dl d 0755 0:0", "dl/tool.tar.gz f 0600 0:0 =" + body},
 		},
 		{
 			name: "chown and chmod",

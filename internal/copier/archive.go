@@ -73,16 +73,16 @@ func (p *planner) isArchive(src string) bool {
 
 // addArchive extracts the tar archive src into Dest when it is one, like
 // BuildKit's unpack (moby's Untar): entries keep their metadata (uid/gid
-// replaced by --chown), missing parents are implicit, an entry escaping the
-// destination is an error. File contents are spooled to an unlinked
-// temporary file that the entries read from.
+// replaced by --chown, symlinks 0777), missing parents are added by Plan as
+// Untar implies them, an entry escaping the destination is an error. File
+// contents are spooled to an unlinked temporary file that the entries read
+// from.
 func (p *planner) addArchive(ctx context.Context, src string) (bool, error) {
 	if !p.isArchive(src) {
 		return false, nil
 	}
-	if err := p.mkdirAll(p.dest, defaultDirMode, false); err != nil {
-		return false, err
-	}
+	// BuildKit's unpack creates Dest with 0755 whatever --chmod says.
+	p.mkdirAll(p.dest, defaultDirMode)
 	f, err := p.fsys.Open(src)
 	if err != nil {
 		return false, fmt.Errorf("opening archive %s: %w", src, err)
@@ -195,6 +195,7 @@ func (p *planner) extract(ctx context.Context, tr *tar.Reader, src string) error
 			h.Typeflag = tar.TypeDir
 		case tar.TypeSymlink:
 			h.Typeflag, h.Linkname = tar.TypeSymlink, hdr.Linkname
+			h.Mode = symlinkMode // os.Symlink ignores the archive's mode
 		case tar.TypeLink:
 			target, err := archivePath(hdr.Linkname)
 			if err != nil || target == "." {

@@ -47,6 +47,7 @@ func TestContextDockerignore(t *testing.T) {
 			invisible: []string{"app/main.pyc", "app/.git", "app/.git/HEAD"},
 			copy:      Request{Sources: []string{"app"}, Dest: "/app"},
 			want: []string{
+				"app d 0755 0:0",
 				"app/main.py f 0644 0:0 =m",
 				"app/pkg d 0755 0:0",
 				"app/pkg/mod.py f 0644 0:0 =p",
@@ -61,7 +62,7 @@ func TestContextDockerignore(t *testing.T) {
 			visible:   []string{"docs", "docs/keep.md"},
 			invisible: []string{"docs/drop.md", "docs/sub", "docs/sub/x"},
 			copy:      Request{Sources: []string{"."}, Dest: "/w/", Excludes: []string{".dockerignore"}},
-			want:      []string{"w/docs d 0755 0:0", "w/docs/keep.md f 0644 0:0 =k"},
+			want:      []string{"w d 0755 0:0", "w/docs d 0755 0:0", "w/docs/keep.md f 0644 0:0 =k"},
 		},
 		{
 			name: "everything ignored but one file",
@@ -72,7 +73,7 @@ func TestContextDockerignore(t *testing.T) {
 			visible:   []string{"requirements.txt"},
 			invisible: []string{"app.py", "Dockerfile", ".dockerignore"},
 			copy:      Request{Sources: []string{"*"}, Dest: "/w/"},
-			want:      []string{"w/requirements.txt f 0644 0:0 =flask"},
+			want:      []string{"w d 0755 0:0", "w/requirements.txt f 0644 0:0 =flask"},
 		},
 		{
 			name: "Dockerfile-specific ignore file wins",
@@ -86,7 +87,7 @@ func TestContextDockerignore(t *testing.T) {
 			visible:    []string{"a.txt"},
 			invisible:  []string{"b.txt"},
 			copy:       Request{Sources: []string{"a.txt"}, Dest: "/x/"},
-			want:       []string{"x/a.txt f 0644 0:0 =a"},
+			want:       []string{"x d 0755 0:0", "x/a.txt f 0644 0:0 =a"},
 		},
 		{
 			name: "symlink to an ignored file is not found",
@@ -241,7 +242,7 @@ func TestContextConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			es, err := Plan(context.Background(), Request{Sources: []string{"."}, Dest: "/w/", Context: c})
-			if err == nil && len(es) != 6 { // .dockerignore a a/b.txt build (empty: build/** keeps it) vendor vendor/keep
+			if err == nil && len(es) != 7 { // w .dockerignore a a/b.txt build (empty: build/** keeps it) vendor vendor/keep
 				err = fmt.Errorf("got %d entries", len(es))
 			}
 			errs <- err

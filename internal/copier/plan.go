@@ -22,6 +22,10 @@ import (
 // defaultDirMode is the mode BuildKit gives the directories it creates.
 const defaultDirMode = 0o755
 
+// symlinkMode is the mode of every symlink: Linux has no other, and BuildKit's
+// layers show the file system it copied or unpacked into.
+const symlinkMode = 0o777
+
 // Owner is a numeric user and group.
 type Owner struct{ UID, GID int }
 
@@ -45,14 +49,16 @@ type Request struct {
 	// in a chroot, when it implements fs.ReadLinkFS.
 	From fs.FS
 	// Target is the destination stage's current file system (nil: empty).
-	// Plan calls Stat on it only when the answer changes the result: for a
-	// non-directory source whose Dest has no trailing slash (is Dest an
-	// existing directory?), for a directory source that turns out empty (is
-	// Dest missing?), and, when created directories get non-default
-	// metadata (--chown, --chmod), to learn which of Dest's directories are
-	// missing. Paths are relative ("usr/local"); Stat follows symlinks
-	// inside the file system, as BuildKit's os.Stat does.
-
+	// Plan looks up, at most once each, the parent directories of the
+	// entries it emits and the directories of Dest (to copy their metadata
+	// into the layer, or to create them), and Dest itself when a
+	// non-directory source's Dest has no trailing slash (is it an existing
+	// directory?). Nothing else is looked up. Paths are relative
+	// ("usr/local"). Lookups use Lstat when Target implements
+	// fs.ReadLinkFS, else Stat; where the answer is a symlink and Plan must
+	// know whether Dest is a directory, Stat follows it inside the file
+	// system, as BuildKit's os.Stat does. A FileInfo whose Sys() is a
+	// *tar.Header gives the directory's owner and special mode bits.
 	Target fs.StatFS
 	// FollowDestSymlinks resolves Dest through Target's symlinks first, as
 	// BuildKit writes through them (Target must implement fs.ReadLinkFS;
@@ -80,36 +86,43 @@ type Request struct {
 	// HTTPClient downloads URLs (nil: http.DefaultClient).
 	HTTPClient *http.Client
 	// Link is COPY --link: the copy is made on an empty file system, so
-	// Target is never consulted and every parent directory of the
-	// destination is emitted, as in BuildKit's layer. As in BuildKit, --link
-	// with --chmod is an ordinary copy.
+	// Target is never consulted and every parent directory is emitted as
+	// created, as in BuildKit's layer. As in BuildKit, --link with --chmod
+	// is an ordinary copy.
 	Link bool
 	// Instruction is "COPY" or "ADD", for messages (default from Add).
 	Instruction string
 }
 
 // Plan returns the layer entries the instruction adds, sorted by name: the
-// copied files, plus the directories the copy creates where a layer's
-// implicit parents (0755, root, created on extraction) would differ from
-// BuildKit's result:
-//   - with --chown or --chmod, every missing directory of the destination,
-//     with that owner and mode (BuildKit's MkdirAll);
-//   - with --link, every directory of the destination (BuildKit copies onto
-//     an empty file system, so its layer holds them all);
-//   - the destination of a directory source that copied nothing, when
-//     missing.
+// copied files and, as in the diff BuildKit takes of its snapshot, every
+// parent directory of them (the root excepted) and every directory the copy
+// creates, even an empty one. Parent directories are not left implicit: an
+// overlay snapshotter lets a directory in an upper layer replace the lower
+// one's metadata, so a layer holding "tmp/x" without "tmp" would turn a
+// base's 1777 /tmp into a 0755 one.
+//   - A directory that exists in Target keeps its metadata (mode, owner,
+//     mtime, xattrs), as BuildKit leaves it alone.
+//   - A missing directory of the destination is created as BuildKit's
+//     MkdirAll does: the --chmod mode (else 0755), the --chown owner (else
+//     root). One implied by an ADD archive's entry is 0755 and root-owned,
+//     as in moby's Untar. In a setgid directory, a new directory gets the
+//     setgid bit and, unless chowned, that directory's group (Linux mkdir).
+//   - With --link nothing exists: every parent is created.
 //
-// Existing directories are never emitted: BuildKit leaves their metadata
-// alone. Names follow layer.Entry rules. Files keep their source ModTime;
+// Names follow layer.Entry rules. Files keep their source ModTime;
 // directories Plan creates, and URL downloads without Last-Modified, get the
-// current time (a layer epoch clamps both).
+// current time (a layer epoch clamps both). Symlinks are 0777, as on Linux.
 //
 // Entries of local sources read lazily: Open reads from Context or From when
 // called. ADD archives and URLs are read during Plan and spooled to unlinked
 // temporary files, so nothing is left on disk.
 //
-// Known differences from BuildKit: hard links are copied as separate files; a source that leaves the build context is an error (BuildKit
-// silently takes it relative to the context root).
+// Known differences from BuildKit: hard links are kept only within one
+// source (across sources they are separate files); a source that leaves the
+// build context is an error (BuildKit silently takes it relative to the
+// context root); a parent of an entry that is a symlink in Target (when
+// Dest was not resolved through Target's symlinks) becomes a directory.
 func Plan(ctx context.Context, req Request) ([]layer.Entry, error) {
 	p, err := newPlanner(req)
 	if err != nil {
@@ -132,6 +145,9 @@ func Plan(ctx context.Context, req Request) ([]layer.Entry, error) {
 			return nil, err
 		}
 	}
+	if err := p.addParents(); err != nil {
+		return nil, err
+	}
 	return p.result(), nil
 }
 
@@ -148,8 +164,10 @@ type planner struct {
 
 	excl    *patternmatcher.PatternMatcher
 	entries map[string]layer.Entry
-	links   map[string]string // hard link identity → first entry name, per source
-	stats   map[string]bool   // Target: is a directory
+	links   map[string]string     // hard link identity → first entry name, per source
+	mkdirs  map[string]int64      // directories MkdirAll ran on → mode if created
+	looks   map[string]lookResult // Target: Lstat (Stat without fs.ReadLinkFS)
+	stats   map[string]bool       // Target: is a directory, through a final symlink
 }
 
 func newPlanner(req Request) (*planner, error) {
@@ -158,6 +176,8 @@ func newPlanner(req Request) (*planner, error) {
 		instr:   req.Instruction,
 		now:     time.Now().UTC(),
 		entries: map[string]layer.Entry{},
+		mkdirs:  map[string]int64{},
+		looks:   map[string]lookResult{},
 		stats:   map[string]bool{},
 	}
 	// BuildKit only links (copies onto scratch and merges) without --chmod.
@@ -194,7 +214,7 @@ func newPlanner(req Request) (*planner, error) {
 	}
 	p.dest, p.dirDst = destPath(req.Dest, req.WorkDir)
 	if rl, ok := req.Target.(fs.ReadLinkFS); ok && req.FollowDestSymlinks && !p.link {
-		d, err := resolveDest(rl, p.dest)
+		d, err := resolveDest(cachedTarget{ReadLinkFS: rl, p: p}, p.dest)
 		if err != nil {
 			return nil, fmt.Errorf("%s: resolving destination /%s: %w", p.instr, p.dest, err)
 		}
@@ -471,14 +491,10 @@ func containsWildcards(name string) bool {
 // fsutil's Copy and prepareTargetDir.
 func (p *planner) fileTarget(name string) (string, error) {
 	if p.dirDst {
-		if err := p.mkdirAll(p.dest, p.createdDirMode(), false); err != nil {
-			return "", err
-		}
+		p.mkdirAll(p.dest, p.createdDirMode())
 		return path.Join(p.dest, name), nil
 	}
-	if err := p.mkdirAll(path.Dir(p.dest), p.createdDirMode(), false); err != nil {
-		return "", err
-	}
+	p.mkdirAll(path.Dir(p.dest), p.createdDirMode())
 	if p.dest == "." {
 		return name, nil
 	}
@@ -493,7 +509,8 @@ func (p *planner) fileTarget(name string) (string, error) {
 }
 
 // isDir reports whether dir exists as a directory after the entries planned
-// so far: planned entries first, then Target (never with --link).
+// so far: planned entries and directories first, then Target (never with
+// --link), following a final symlink as BuildKit's os.Stat does.
 func (p *planner) isDir(dir string) (bool, error) {
 	if dir == "." {
 		return true, nil
@@ -501,27 +518,10 @@ func (p *planner) isDir(dir string) (bool, error) {
 	if e, ok := p.entries[dir]; ok {
 		return e.Header.Typeflag == tar.TypeDir, nil
 	}
-	if p.link || p.req.Target == nil {
-		return false, nil
+	if _, ok := p.mkdirs[dir]; ok {
+		return true, nil
 	}
-	if v, ok := p.stats[dir]; ok {
-		return v, nil
-	}
-	fi, err := p.req.Target.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		p.stats[dir] = false
-		return false, nil
-	case err != nil:
-		// A path through a non-directory is not a directory either.
-		if isNotDir(err) {
-			p.stats[dir] = false
-			return false, nil
-		}
-		return false, fmt.Errorf("%s: looking up /%s in the destination: %w", p.instr, dir, err)
-	}
-	p.stats[dir] = fi.IsDir()
-	return fi.IsDir(), nil
+	return p.targetIsDir(dir)
 }
 
 func isNotDir(err error) bool {
@@ -545,44 +545,20 @@ func (p *planner) createdOwner() Owner {
 	return Owner{}
 }
 
-// mkdirAll records the directories fsutil's MkdirAll would create for dir.
-// Existing directories keep their metadata, as in BuildKit, so only missing
-// ones are emitted, and only where they differ from the implicit parents of a
-// layer (0755 root): with --chown, --chmod, or --link (whose layer, made on
-// an empty file system, holds every parent). Only then is Target consulted.
-// With empty, dir is about to stay empty: it is emitted whenever it is
-// missing, since no child will create it implicitly.
-func (p *planner) mkdirAll(dir string, mode int64, empty bool) error {
-	if dir == "." {
-		return nil
-	}
-	owner := p.createdOwner()
-	special := p.link || owner != (Owner{}) || mode != defaultDirMode
-	if !special && !empty {
-		return nil
-	}
-	parts := strings.Split(dir, "/")
-	// Find the missing directories, deepest first: once one exists, all its
-	// ancestors do.
-	var missing []string
-	for i := len(parts); i > 0; i-- {
-		d := path.Join(parts[:i]...)
-		exists, err := p.isDir(d)
-		if err != nil {
-			return err
+// mkdirAll records that the copy runs fsutil's MkdirAll on dir with mode:
+// whichever of dir and its ancestors is missing when the plan is complete is
+// created with that mode and the --chown owner (see addParents). The first
+// call for a directory decides its mode, as the first MkdirAll creates it.
+func (p *planner) mkdirAll(dir string, mode int64) {
+	for d := dir; d != "."; d = path.Dir(d) {
+		if _, ok := p.mkdirs[d]; ok {
+			return // recorded with all its ancestors
 		}
-		if exists {
-			break
+		if e, ok := p.entries[d]; ok && e.Header.Typeflag == tar.TypeDir {
+			return // copied by this instruction: it exists
 		}
-		missing = append(missing, d)
-		if !special {
-			break // implicit parents are fine above an empty leaf
-		}
+		p.mkdirs[d] = mode
 	}
-	for _, d := range missing {
-		p.put(p.dirEntry(d, mode, owner))
-	}
-	return nil
 }
 
 func (p *planner) dirEntry(name string, mode int64, o Owner) layer.Entry {
@@ -600,15 +576,11 @@ func (p *planner) dirEntry(name string, mode int64, o Owner) layer.Entry {
 func (p *planner) copyDir(ctx context.Context, src string) error {
 	// fsutil creates the destination before copying into it: Dest itself
 	// with a trailing slash, else its parent and then, for a directory
-	// source, Dest. Both end in the same MkdirAll of Dest.
-	if err := p.mkdirAll(p.dest, p.createdDirMode(), false); err != nil {
-		return err
-	}
-	emitted, err := p.copyTree(ctx, src, "", p.dest)
-	if err != nil || emitted {
-		return err
-	}
-	return p.mkdirAll(p.dest, p.createdDirMode(), true)
+	// source, Dest. Both end in the same MkdirAll of Dest, which creates
+	// it even when nothing is copied into it.
+	p.mkdirAll(p.dest, p.createdDirMode())
+	_, err := p.copyTree(ctx, src, "", p.dest)
+	return err
 }
 
 // copyTree copies the entries of the source directory dir (rel is its path
@@ -744,6 +716,7 @@ func (p *planner) entryFor(src, target string, fi fs.FileInfo) (layer.Entry, err
 		h.Typeflag = tar.TypeDir
 	case mode&fs.ModeSymlink != 0:
 		h.Typeflag = tar.TypeSymlink
+		h.Mode = symlinkMode // whatever the source's header says
 		t, err := readLinkFS(p.fsys, src)
 		if err != nil {
 			return layer.Entry{}, fmt.Errorf("reading symlink %s: %w", src, err)
