@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -870,5 +871,31 @@ func TestBuildWorkdirOwnedByUser(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBuildStepInstructionText(t *testing.T) {
+	t.Parallel()
+	fx := fixture{
+		dockerfile: "FROM scratch\nARG DIR=/srv\nLABEL a=\"1\" \\\n      b=\"2\"\nCOPY f $DIR/\nCMD [\"python\", \"-m\", \"app\"]\nENTRYPOINT echo \"$DIR\"\n",
+		files:      map[string]string{"f": "F"},
+	}
+	res, _, err := build(t, fx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range res.Stages[len(res.Stages)-1].Steps {
+		got = append(got, s.Instruction)
+	}
+	want := []string{
+		"ARG DIR=/srv",
+		`LABEL a="1" b="2"`,
+		"COPY f /srv/",
+		`CMD ["python", "-m", "app"]`,
+		`ENTRYPOINT echo "$DIR"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("step texts:\n got %q\nwant %q", got, want)
 	}
 }

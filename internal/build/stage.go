@@ -189,10 +189,15 @@ func emptyConfig(p v1.Platform) *v1.ConfigFile {
 
 // instructionText is the instruction as BuildKit shows it in progress
 // output: the original text with variables expanded, keyword upper case.
+// Exec-form (JSON) arguments are kept as written: the shell lexer would
+// drop their quotes. Continuation whitespace is folded to one space.
 func (st *stageState) instructionText(cmd dockerfile.Command) string {
-	text := cmd.Original
-	if w, err := st.b.df.ExpandWord(text, st.env); err == nil {
-		text = w
+	text := strings.Join(strings.Fields(cmd.Original), " ")
+	kw, args, _ := strings.Cut(text, " ")
+	if expandsVariables(kw) && strings.Contains(text, "$") && !strings.HasPrefix(strings.TrimSpace(args), "[") {
+		if w, err := st.b.df.ExpandWord(text, st.env); err == nil {
+			text = w
+		}
 	}
 	keyword, rest, _ := strings.Cut(text, " ")
 	text = strings.ToUpper(keyword)
@@ -203,6 +208,17 @@ func (st *stageState) instructionText(cmd dockerfile.Command) string {
 		text = "ONBUILD " + text
 	}
 	return text
+}
+
+// expandsVariables reports whether BuildKit substitutes ARG and ENV values
+// in an instruction (RUN, CMD, ENTRYPOINT and HEALTHCHECK leave them to the
+// shell at run time).
+func expandsVariables(keyword string) bool {
+	switch strings.ToUpper(keyword) {
+	case "ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR", "ARG":
+		return true
+	}
+	return false
 }
 
 // commit appends a history entry as BuildKit's commitToHistory does:
