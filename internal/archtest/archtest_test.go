@@ -22,6 +22,7 @@ var levels = map[string]int{
 	"internal/rootfs":     1,
 	"internal/copier":     1,
 	"internal/sandbox":    1,
+	"internal/snapshot":   1,
 	"internal/build":      2,
 	"internal/registry":   2,
 	"internal/scan":       2,
