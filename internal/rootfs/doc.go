@@ -3,5 +3,7 @@
 // down and stops at the first layer that has the answer. It also resolves user
 // and group names from a file system's /etc/passwd and /etc/group.
 //
-// (Safe extraction of layers into a directory arrives with RUN support.)
+// Extract and Apply materialise layers into a directory, as containerd
+// applies them (whiteouts, opaque directories, hardlinks, owners, modes,
+// xattrs, devices), confined to that directory whatever the layers contain.
 package rootfs
