@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -56,7 +57,7 @@ func TestChrootInDockerContainer(t *testing.T) {
 	if _, err := d.Exec(ctx, "import", tarPath, tag); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.RemoveImages(t.Context(), tag) })
+	t.Cleanup(func() { d.RemoveImages(context.Background(), tag) }) // t.Context() is already cancelled in Cleanup
 
 	out, err := d.Exec(ctx, "run", "--rm", "-e", inContainerEnv+"=1", "-v", bin+":/sandbox.test:ro",
 		tag, "/sandbox.test", "-test.run", "^TestRun$", "-test.v")
