@@ -46,6 +46,9 @@ if [[ ! -f $OUT/debian-rootfs/etc/debian_version ]]; then
 	debootstrap --variant=minbase bookworm "$OUT/debian-rootfs" http://deb.debian.org/debian >"$OUT/debootstrap.log"
 fi
 BASE=$REG/bench/debian:bookworm
+# A file unique to this invocation makes the base layer new to dockerd, so no
+# image left from an earlier run can satisfy BuildKit's pull.
+head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/debian-rootfs/etc/ship-bench-id"
 tar -C "$OUT/debian-rootfs" --numeric-owner -c . | "$DOCKER" import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["bash"]' - "$BASE" >/dev/null
 "$DOCKER" push -q "$BASE" >/dev/null
 "$DOCKER" rmi -f "$BASE" >/dev/null
