@@ -174,25 +174,11 @@ func (st *stageState) fromFS(ctx context.Context, from string) (fs.FS, error) {
 	return rootfs.NewView(img), nil
 }
 
-// appendEntries writes entries as a new layer of the stage and returns its
+// appendEntries writes entries as a new layer of the stage (applied to
+// its root file system directory, when there is one) and returns its
 // compressed size.
 func (st *stageState) appendEntries(ctx context.Context, entries []layer.Entry) (int64, error) {
-	opts := []layer.Option{layer.WithTempDir(st.b.tmpDir)}
-	if st.b.epoch != nil {
-		opts = append(opts, layer.WithEpoch(*st.b.epoch))
-	}
-	l, err := layer.New(ctx, entries, opts...)
-	if err != nil {
-		return -1, fmt.Errorf("writing layer: %w", err)
-	}
-	size, err := l.Size()
-	if err != nil {
-		return -1, fmt.Errorf("writing layer: %w", err)
-	}
-	if err := st.addLayer(l); err != nil {
-		return -1, err
-	}
-	return size, nil
+	return st.appendLayer(ctx, entries, true)
 }
 
 // mergeEntries appends more to entries; an entry of more replaces an

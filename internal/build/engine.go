@@ -13,11 +13,11 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/intesys/ship-action/internal/copier"
 	"github.com/intesys/ship-action/internal/dockerfile"
+	"github.com/intesys/ship-action/internal/sandbox"
 )
 
 // Build builds req and returns the image of the target stage. Only the
@@ -81,16 +81,6 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		}
 	}
 
-	// Fail fast, before any image is resolved, on an instruction that
-	// cannot be built yet.
-	for _, s := range plan.Needed {
-		for _, c := range s.Commands {
-			if _, ok := c.Command.(*instructions.RunCommand); ok {
-				return nil, &dockerfile.Error{Location: c.Location, Err: errors.New("RUN is not supported yet")}
-			}
-		}
-	}
-
 	tmp := o.cacheDir
 	if tmp == "" {
 		tmp = os.TempDir()
@@ -98,24 +88,37 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("creating temporary directory: %w", err)
 	}
-	tmp, err = os.MkdirTemp(tmp, "ship-build-")
+	cacheBase, err := absTemp(tmp)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err = os.MkdirTemp(cacheBase, "ship-build-")
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if o.cacheDir == "" {
+		// Without a cache directory, cache mounts last one build.
+		cacheBase = tmp
+	}
+	// RUN processes and extractions stop as soon as a stage fails.
+	runCtx, cancelRuns := context.WithCancel(ctx)
+	defer cancelRuns()
 
 	b := &builder{
-		req:      req,
-		opts:     o,
-		df:       df,
-		plan:     plan,
-		globals:  globals,
-		platform: platform,
-		explicit: explicitPlatform,
-		tmpDir:   tmp,
-		epoch:    epoch,
-		runs:     make([]*stageRun, len(plan.Stages)),
-		images:   map[string]*imageRun{},
+		req:       req,
+		opts:      o,
+		df:        df,
+		plan:      plan,
+		globals:   globals,
+		platform:  platform,
+		explicit:  explicitPlatform,
+		tmpDir:    tmp,
+		cacheBase: cacheBase,
+		runCtx:    runCtx,
+		epoch:     epoch,
+		runs:      make([]*stageRun, len(plan.Stages)),
+		images:    map[string]*imageRun{},
 	}
 	for i := range b.runs {
 		b.runs[i] = &stageRun{}
@@ -133,6 +136,9 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	for _, s := range plan.Needed {
 		eg.Go(func() error {
 			_, err := b.stage(ctx, s)
+			if err != nil {
+				cancelRuns()
+			}
 			return err
 		})
 	}
@@ -169,6 +175,11 @@ type builder struct {
 	tmpDir   string
 	epoch    *time.Time
 
+	cacheBase string          // the directory that holds cache mounts
+	runCtx    context.Context //nolint:containedctx // cancelled when a stage fails: stops RUN in the others
+	modeOnce  sync.Once
+	mode      sandbox.Mode
+
 	runs []*stageRun
 
 	mu      sync.Mutex
@@ -176,6 +187,8 @@ type builder struct {
 	ctxOnce sync.Once
 	bctx    *copier.Context
 	bctxErr error
+
+	cacheLocks map[string]*sync.Mutex // by cache mount directory; guarded by mu
 }
 
 type stageRun struct {

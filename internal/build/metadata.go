@@ -19,8 +19,8 @@ import (
 // dispatch runs one instruction. It returns the compressed size of the
 // layer it added, or -1 when it added none.
 func (st *stageState) dispatch(ctx context.Context, cmd dockerfile.Command) (int64, error) {
-	if _, ok := cmd.Command.(*instructions.RunCommand); ok {
-		return -1, &dockerfile.Error{Location: cmd.Location, Err: errors.New("RUN is not supported yet")}
+	if c, ok := cmd.Command.(*instructions.RunCommand); ok {
+		return st.run(ctx, cmd, c)
 	}
 	if err := st.b.df.Expand(cmd, st.env); err != nil {
 		return -1, err
@@ -42,6 +42,7 @@ func (st *stageState) dispatch(ctx context.Context, cmd dockerfile.Command) (int
 			if err != nil {
 				return -1, err
 			}
+			st.args = append(st.args, buildArg{key: a.Key, value: v})
 			s := a.Key
 			if v != nil {
 				st.env.Set(a.Key, *v)

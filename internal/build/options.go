@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/intesys/ship-action/internal/sandbox"
 )
 
 // Option configures Build.
@@ -14,6 +16,13 @@ type options struct {
 	logger     *slog.Logger
 	cacheDir   string
 	httpClient *http.Client
+	// sandboxMode forces how RUN is isolated (tests); 0: sandbox.Detect.
+	sandboxMode sandbox.Mode
+}
+
+// withSandboxMode forces the sandbox mode of RUN (a test hook).
+func withSandboxMode(m sandbox.Mode) Option {
+	return func(o *options) error { o.sandboxMode = m; return nil }
 }
 
 // WithImageSource sets where base images come from. Without it, only

@@ -28,7 +28,9 @@ type stageResult struct {
 	cfg      *v1.ConfigFile // its config, history and diff IDs
 	platform v1.Platform
 	report   Stage
-	base     baseInfo // the external base under it
+	base     baseInfo        // the external base under it
+	env      *dockerfile.Env // the variables at the end of the stage (config Env plus ARGs)
+	args     []buildArg      // the ARGs declared in the stage and the stages under it
 }
 
 // stageState is a stage being built.
@@ -42,10 +44,13 @@ type stageState struct {
 	cmdSet   bool // CMD was given in this stage (ENTRYPOINT keeps it then)
 	base     baseInfo
 	view     *stageFS
+	root     string     // the extracted root file system, "" until a RUN needs it
+	args     []buildArg // the ARGs in scope, for RUN's history
 }
 
 func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
 	st := &stageState{b: b, s: s}
+	defer st.removeRoot()
 	report := Stage{Index: s.Index, Name: s.Name, Base: s.Base}
 	platform := b.platform
 	if s.Platform != "" {
@@ -57,6 +62,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 	}
 
 	var triggers []string
+	var inherited *dockerfile.Env
 	switch {
 	case s.BaseStage != nil:
 		base, err := b.stage(ctx, s.BaseStage)
@@ -67,6 +73,10 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		st.cfg = base.cfg.DeepCopy()
 		st.platform = base.platform
 		st.base = base.base
+		// As BuildKit: a stage built on another inherits its ARG values
+		// (they are in its state's environment) and its build args list.
+		inherited = base.env
+		st.args = append(st.args, base.args...)
 		// The triggers of a stage used as a base are its own ONBUILD
 		// instructions (inherited ones already ran in it).
 		for _, c := range s.BaseStage.Commands {
@@ -105,6 +115,9 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		st.cfg.Config.WorkingDir = normalizeWorkdir("", wd)
 	}
 	st.env = dockerfile.NewEnv(st.cfg.Config.Env)
+	if inherited != nil {
+		st.env = inherited.Clone()
+	}
 
 	cmds := make([]dockerfile.Command, 0, len(triggers)+len(s.Commands))
 	for _, t := range triggers {
@@ -138,7 +151,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		report.Steps = append(report.Steps, step)
 		b.opts.logger.Debug("step done", "stage", s.DisplayName(), "instruction", step.Instruction, "duration", step.Duration)
 	}
-	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base}, nil
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args}, nil
 }
 
 // baseConfig copies the config of a base image keeping what BuildKit's

@@ -1,0 +1,388 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/intesys/ship-action/internal/dockerfile"
+	"github.com/intesys/ship-action/internal/sandbox"
+	"github.com/intesys/ship-action/internal/testbed"
+)
+
+// requireRoot skips RUN tests where chroot is not permitted.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("RUN needs root (chroot)")
+	}
+}
+
+// runBuild builds f on the hermetic busybox image ("busybox") with a
+// cache dir of its own, and returns the result, the config and the logs.
+func runBuild(t *testing.T, f fixture, opts ...Option) (*Result, *v1.ConfigFile, string, error) {
+	t.Helper()
+	src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+	var logs bytes.Buffer
+	cache := t.TempDir()
+	opts = append([]Option{WithImageSource(src), WithCacheDir(cache),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	res, err := Build(context.Background(), f.request(t), opts...)
+	if err != nil {
+		return nil, nil, logs.String(), err
+	}
+	cf, err := res.Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing but cache mounts may stay in the cache dir.
+	ents, err := os.ReadDir(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "cache" {
+			t.Errorf("cache dir keeps %s after the build", e.Name())
+		}
+	}
+	return res, cf, logs.String(), nil
+}
+
+// flatten returns the image's file system: path → entry summary; regular
+// files as "file MODE UID:GID content".
+func flatten(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		s := ""
+		switch h.Typeflag {
+		case tar.TypeDir:
+			s = "dir"
+		case tar.TypeSymlink:
+			s = "symlink " + h.Linkname
+		case tar.TypeLink:
+			s = "hardlink " + h.Linkname
+		default:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = "file " + strings.TrimSpace(string(b))
+		}
+		out[name] = fmt.Sprintf("%s %05o %d:%d", s, h.Mode&0o7777, h.Uid, h.Gid)
+	}
+}
+
+// lastLayer returns the entries of the image's last layer.
+func lastLayer(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[len(layers)-1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out []string
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h.Name)
+	}
+}
+
+func TestRunFiles(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	tests := []struct {
+		name       string
+		dockerfile string
+		files      map[string]string
+		buildArgs  map[string]string
+		want       map[string]string // path → flattened entry ("" : absent)
+		history    []string          // the new history entries, when set
+		layer      []string          // the entries of the last layer, when set
+	}{
+		{name: "create modify delete",
+			dockerfile: "FROM busybox\nRUN echo new > /new.txt && echo more >> /etc/passwd && rm /etc/group && mkdir -p /d/e\n",
+			want: map[string]string{"new.txt": "file new 00644 0:0", "etc/group": "", "d/e": "dir 00755 0:0",
+				"etc/passwd": "file " + strings.TrimSpace(testbed.DefaultPasswd) + "\nmore 00644 0:0"},
+			history: []string{"RUN /bin/sh -c echo new > /new.txt && echo more >> /etc/passwd && rm /etc/group && mkdir -p /d/e # buildkit!"},
+			layer:   []string{"d/", "d/e/", "dev/", "etc/", "etc/.wh.group", "etc/passwd", "new.txt", "proc/", "sys/"}},
+		{name: "chmod chown",
+			dockerfile: "FROM busybox\nRUN echo x > /f && chown 1000:50 /f && chmod 4750 /f && chown app /home/app\n",
+			want:       map[string]string{"f": "file x 04750 1000:50"},
+			// The image lacks the mount points: created as with runc.
+			layer: []string{"dev/", "f", "proc/", "sys/"}},
+		{name: "user by name and id",
+			dockerfile: "FROM busybox\nUSER app\nRUN id > /tmp/id-app\nUSER 1234\nRUN id -u > /tmp/id-num; id -g >> /tmp/id-num\nUSER 1000:50\nRUN id > /tmp/id-pair\nUSER root\nRUN echo $HOME > /tmp/home-root\nUSER app\nRUN echo $HOME > /tmp/home-app\n",
+			want: map[string]string{
+				"tmp/id-app":    "file uid=1000(app) gid=1000(app) groups=50(staff),1000(app) 00644 1000:1000",
+				"tmp/id-num":    "file 1234\n0 00644 1234:0",
+				"tmp/id-pair":   "file uid=1000(app) gid=50(staff) groups=50(staff) 00644 1000:50",
+				"tmp/home-root": "file /root 00644 0:0",
+				"tmp/home-app":  "file /home/app 00644 1000:1000",
+			}},
+		{name: "workdir", dockerfile: "FROM busybox\nWORKDIR /w/x\nRUN pwd > here\n",
+			want: map[string]string{"w/x/here": "file /w/x 00644 0:0"}},
+		{name: "env and build args",
+			dockerfile: "FROM busybox\nARG A=default\nARG B\nARG C\nENV E=env\nRUN echo \"$A $B $C $E\" > /vars\n",
+			buildArgs:  map[string]string{"B": "fromflag"},
+			want:       map[string]string{"vars": "file default fromflag  env 00644 0:0"},
+			history:    []string{"ARG A=default", "ARG B=fromflag", "ARG C", "ENV E=env", "RUN |3 A=default B=fromflag C= /bin/sh -c echo \"$A $B $C $E\" > /vars # buildkit!"}},
+		{name: "shell change and exec form",
+			dockerfile: "FROM busybox\nSHELL [\"/bin/sh\", \"-xc\"]\nRUN echo $0 > /shell\nRUN [\"/bin/sh\", \"-c\", \"echo exec > /exec\"]\n",
+			want:       map[string]string{"shell": "file /bin/sh 00644 0:0", "exec": "file exec 00644 0:0"},
+			history:    []string{"SHELL [/bin/sh -xc]", "RUN /bin/sh -xc echo $0 > /shell # buildkit!", "RUN /bin/sh -c echo exec > /exec # buildkit!"}},
+		{name: "heredocs",
+			dockerfile: "FROM busybox\nRUN <<EOF\necho one > /one\necho two > /two\nEOF\nRUN <<EOF\n#!/bin/sh\necho $0 > /script\nEOF\nRUN <<-EOT\n\techo tab > /tab\n\tEOT\nRUN cat <<A > /a && cat <<B > /b\nalpha\nA\nbeta\nB\n",
+			want: map[string]string{"one": "file one 00644 0:0", "two": "file two 00644 0:0",
+				"script": "file /dev/pipes/EOF 00644 0:0", "tab": "file tab 00644 0:0",
+				"a": "file alpha 00644 0:0", "b": "file beta 00644 0:0", "dev/pipes": ""},
+			history: []string{"RUN /bin/sh -c echo one > /one\necho two > /two\n # buildkit!",
+				"RUN /bin/sh -c /dev/pipes/EOF # buildkit!",
+				"RUN /bin/sh -c echo tab > /tab\n # buildkit!",
+				"RUN /bin/sh -c cat <<A > /a && cat <<B > /b\nalpha\nA\nbeta\nB # buildkit!"}},
+		{name: "copy after run and run after copy", files: map[string]string{"in.txt": "from context\n"},
+			dockerfile: "FROM busybox\nRUN mkdir /data && echo run > /data/run.txt\nCOPY in.txt /data/\nRUN cat /data/in.txt /data/run.txt > /data/both && rm /data/run.txt\n",
+			want:       map[string]string{"data/both": "file from context\nrun 00644 0:0", "data/run.txt": "", "data/in.txt": "file from context 00644 0:0"},
+			layer:      []string{"data/", "data/.wh.run.txt", "data/both"}},
+		{name: "multi-stage copy from a stage that ran",
+			dockerfile: "FROM busybox AS build\nRUN echo built > /out\nFROM busybox AS child\nRUN echo child > /child\nFROM build\nRUN cat /out > /again\nFROM scratch\nCOPY --from=2 /again /out /\n",
+			want:       map[string]string{"again": "file built 00644 0:0", "out": "file built 00644 0:0"}},
+		{name: "args of a base stage",
+			dockerfile: "FROM busybox AS one\nARG V=1\nFROM one\nRUN echo \"v=$V\" > /v\n",
+			want:       map[string]string{"v": "file v=1 00644 0:0"},
+			history:    []string{"ARG V=1", "RUN |1 V=1 /bin/sh -c echo \"v=$V\" > /v # buildkit!"}},
+		{name: "empty run", dockerfile: "FROM busybox\nRUN true\nRUN true\n", want: map[string]string{},
+			history: []string{"RUN /bin/sh -c true # buildkit!", "RUN /bin/sh -c true # buildkit!"}, layer: []string{}},
+		{name: "dir replaced by symlink and back",
+			dockerfile: "FROM busybox\nRUN mkdir -p /x/y && echo in > /x/y/f\nRUN rm -rf /x && ln -s /tmp /x\nRUN rm /x && mkdir /x && echo again > /x/g\n",
+			// ggcr's mutate.Extract (flatten) does not let the symlink of
+			// layer 3 hide x/y of layer 2 as overlayfs does: check the layer.
+			want:  map[string]string{"x": "dir 00755 0:0", "x/g": "file again 00644 0:0"},
+			layer: []string{"x/", "x/g"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fx := fixture{dockerfile: tt.dockerfile, files: tt.files, req: func(r *Request) { r.BuildArgs = tt.buildArgs }}
+			res, cf, logs, err := runBuild(t, fx)
+			if err != nil {
+				t.Fatalf("build: %v\nlogs:\n%s", err, logs)
+			}
+			got := flatten(t, res.Image)
+			for p, want := range tt.want {
+				if got[p] != want {
+					t.Errorf("%s = %q, want %q", p, got[p], want)
+				}
+			}
+			if tt.history != nil {
+				h := newHistory(cf)
+				if !reflect.DeepEqual(h, tt.history) {
+					t.Errorf("history:\n got %q\nwant %q", h, tt.history)
+				}
+			}
+			if tt.layer != nil {
+				l := lastLayer(t, res.Image)
+				if len(l) == 0 {
+					l = []string{}
+				}
+				if !reflect.DeepEqual(l, tt.layer) {
+					t.Errorf("last layer: got %q, want %q", l, tt.layer)
+				}
+			}
+			for _, k := range []string{"A", "B", "C"} {
+				for _, e := range cf.Config.Env {
+					if strings.HasPrefix(e, k+"=") {
+						t.Errorf("build arg persisted in the config: %s", e)
+					}
+				}
+			}
+			for p := range got {
+				if strings.HasPrefix(p, "proc/") || strings.HasPrefix(p, "sys/") || strings.HasPrefix(p, "dev/") || p == "etc/resolv.conf" || p == "etc/hosts" {
+					t.Errorf("sandbox path %s is in the image", p)
+				}
+			}
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	tests := []struct {
+		name       string
+		dockerfile string
+		want       string
+		logs       []string
+	}{
+		{"exit code", "FROM busybox\nENV A=1\n\nRUN echo first; echo last words; exit 3\n",
+			"Dockerfile:4: RUN exited with 3 (last output line: last words)", []string{"first", "last words"}},
+		{"no output", "FROM busybox\nRUN exit 7\n", "Dockerfile:2: RUN exited with 7", nil},
+		{"unknown user", "FROM busybox\nUSER ghost\nRUN true\n", "Dockerfile:3: unable to find user ghost: no matching entries in passwd file", nil},
+		{"secret", "FROM busybox\nRUN --mount=type=secret,id=x cat /run/secrets/x\n", "Dockerfile:2: RUN --mount=type=secret is not supported yet", nil},
+		{"missing program", "FROM busybox\nRUN [\"/nothere\"]\n", "Dockerfile:2: running /nothere: ...", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, logs, err := runBuild(t, fixture{dockerfile: tt.dockerfile})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if prefix, ok := strings.CutSuffix(tt.want, "..."); ok {
+				if !strings.HasPrefix(err.Error(), prefix) {
+					t.Errorf("error %q, want prefix %q", err, prefix)
+				}
+			} else if err.Error() != tt.want {
+				t.Errorf("error %q, want %q", err, tt.want)
+			}
+			var dfErr *dockerfile.Error
+			if !errors.As(err, &dfErr) {
+				t.Errorf("error %T is not a *dockerfile.Error", err)
+			}
+			for _, l := range tt.logs {
+				if !strings.Contains(logs, l) {
+					t.Errorf("logs lack %q:\n%s", l, logs)
+				}
+			}
+		})
+	}
+}
+
+func TestRunCacheMount(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	cache := t.TempDir()
+	df := "FROM busybox\nRUN --mount=type=cache,target=/var/cache/x sh -c 'n=$(cat /var/cache/x/n 2>/dev/null || echo 0); echo $((n+1)) > /var/cache/x/n; cp /var/cache/x/n /seen'\n"
+	for i, want := range []string{"1", "2"} {
+		src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+		res, err := Build(context.Background(), fixture{dockerfile: df}.request(t), WithImageSource(src), WithCacheDir(cache))
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		got := flatten(t, res.Image)
+		if got["seen"] != "file "+want+" 00644 0:0" {
+			t.Errorf("build %d: /seen = %q, want %s", i, got["seen"], want)
+		}
+		for p := range got {
+			if strings.HasPrefix(p, "var/cache/x/") {
+				t.Errorf("build %d: cache content %s in the image", i, p)
+			}
+		}
+	}
+}
+
+func TestRunBindMount(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	df := "FROM busybox AS src\nRUN echo from-stage > /s.txt\nFROM busybox\n" +
+		"RUN --mount=type=bind,source=ctx.txt,target=/m/ctx.txt --mount=type=bind,from=src,source=/s.txt,target=/m/s.txt cat /m/ctx.txt /m/s.txt > /both\n"
+	res, _, logs, err := runBuild(t, fixture{dockerfile: df, files: map[string]string{"ctx.txt": "from-context\n"}})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, logs)
+	}
+	got := flatten(t, res.Image)
+	if want := "file from-context\nfrom-stage 00644 0:0"; got["both"] != want {
+		t.Errorf("/both = %q, want %q", got["both"], want)
+	}
+	if _, ok := got["m/ctx.txt"]; ok {
+		t.Error("bind mount target in the image")
+	}
+}
+
+func TestRunChrootMode(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	df := "FROM busybox\nUSER app\nWORKDIR /home/app/w\nRUN echo $(id -u) > f && ls /dev/null > dev\n"
+	res, _, logs, err := runBuild(t, fixture{dockerfile: df}, withSandboxMode(sandbox.ModeChroot))
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, logs)
+	}
+	got := flatten(t, res.Image)
+	if want := "file 1000 00644 1000:1000"; got["home/app/w/f"] != want {
+		t.Errorf("f = %q, want %q", got["home/app/w/f"], want)
+	}
+	if !strings.Contains(logs, sandbox.ModeChroot.Describe()) {
+		t.Errorf("sandbox mode not logged:\n%s", logs)
+	}
+	for p := range got {
+		if p == "etc/resolv.conf" || p == "etc/hosts" || strings.HasPrefix(p, "dev/") {
+			t.Errorf("sandbox path %s is in the image", p)
+		}
+	}
+}
+
+func TestRunTempDirsRemoved(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	for _, df := range []string{"FROM busybox\nRUN echo ok > /ok\n", "FROM busybox\nRUN exit 1\n"} {
+		cache := t.TempDir()
+		src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+		_, _ = Build(context.Background(), fixture{dockerfile: df}.request(t), WithImageSource(src), WithCacheDir(cache))
+		ents, err := os.ReadDir(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 0 {
+			t.Errorf("%q: cache dir keeps %v", df, ents)
+		}
+	}
+	// Cancellation.
+	cache := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+	req := fixture{dockerfile: "FROM busybox\nRUN touch /started-marker; sleep 30\n"}.request(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Build(ctx, req, WithImageSource(src), WithCacheDir(cache))
+		done <- err
+	}()
+	for i := 0; i < 200; i++ {
+		m, _ := filepath.Glob(filepath.Join(cache, "ship-build-*", "rootfs-*", "started-marker"))
+		if len(m) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled build: err = %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+		t.Errorf("cancelled build: cache dir keeps %v", ents)
+	}
+}

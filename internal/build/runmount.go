@@ -1,0 +1,223 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/intesys/ship-action/internal/copier"
+	"github.com/intesys/ship-action/internal/layer"
+	"github.com/intesys/ship-action/internal/rootfs"
+	"github.com/intesys/ship-action/internal/sandbox"
+)
+
+// runMountSet is the mounts of one RUN and what to undo afterwards.
+type runMountSet struct {
+	list    []sandbox.Mount
+	cleanup []func()
+}
+
+// release undoes what the mounts needed: temporary directories, locks.
+func (m *runMountSet) release() {
+	for i := len(m.cleanup) - 1; i >= 0; i-- {
+		m.cleanup[i]()
+	}
+	m.cleanup = nil
+}
+
+// runMounts prepares the --mount flags of a RUN: cache mounts are
+// directories under the cache directory kept between builds (one RUN at a
+// time uses each); bind mounts are a read-only copy of a path of the build
+// context, of a stage or of an image; tmpfs mounts are an empty directory.
+// Secret and SSH mounts are not supported yet.
+func (st *stageState) runMounts(ctx context.Context, c *instructions.RunCommand) (_ *runMountSet, err error) {
+	ms := &runMountSet{}
+	defer func() {
+		if err != nil {
+			ms.release()
+		}
+	}()
+	wd := st.cfg.Config.WorkingDir
+	for _, m := range instructions.GetMounts(c) {
+		switch m.Type {
+		case instructions.MountTypeSecret:
+			return nil, errors.New("RUN --mount=type=secret is not supported yet")
+		case instructions.MountTypeSSH:
+			return nil, errors.New("RUN --mount=type=ssh is not supported yet")
+		}
+		target := mountTarget(m.Target, wd)
+		if target == "/" {
+			return nil, fmt.Errorf("invalid mount target %q", m.Target)
+		}
+		switch m.Type {
+		case instructions.MountTypeCache:
+			if m.From != "" || (m.Source != "" && path.Clean("/"+m.Source) != "/") {
+				return nil, errors.New("RUN --mount=type=cache with from or source is not supported yet")
+			}
+			dir, unlock, err := st.b.cacheMountDir(m)
+			if err != nil {
+				return nil, err
+			}
+			ms.cleanup = append(ms.cleanup, unlock)
+			ms.list = append(ms.list, sandbox.Mount{Source: dir, Target: target})
+		case instructions.MountTypeTmpfs:
+			dir, err := os.MkdirTemp(st.b.tmpDir, "tmpfs-")
+			if err != nil {
+				return nil, fmt.Errorf("creating tmpfs mount: %w", err)
+			}
+			ms.cleanup = append(ms.cleanup, func() { _ = os.RemoveAll(dir) })
+			ms.list = append(ms.list, sandbox.Mount{Source: dir, Target: target})
+		case instructions.MountTypeBind:
+			src, file, cleanup, err := st.bindSource(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			ms.cleanup = append(ms.cleanup, cleanup)
+			// A bind mount is read-only unless rw; BuildKit discards what
+			// RUN writes to a rw bind mount.
+			ms.list = append(ms.list, sandbox.Mount{Source: src, Target: target, ReadOnly: m.ReadOnly, File: file})
+		default:
+			return nil, fmt.Errorf("RUN --mount=type=%s is not supported", m.Type)
+		}
+	}
+	return ms, nil
+}
+
+// cacheMountDir returns the directory of a cache mount, creating it (with
+// the mount's uid, gid and mode) on first use, and locks it until unlock.
+func (b *builder) cacheMountDir(m *instructions.Mount) (string, func(), error) {
+	id := m.CacheID
+	if id == "" {
+		id = path.Clean(m.Target)
+	}
+	sum := sha256.Sum256([]byte(id))
+	dir := filepath.Join(b.cacheBase, "cache", hex.EncodeToString(sum[:16]))
+
+	b.mu.Lock()
+	if b.cacheLocks == nil {
+		b.cacheLocks = map[string]*sync.Mutex{}
+	}
+	l, ok := b.cacheLocks[dir]
+	if !ok {
+		l = &sync.Mutex{}
+		b.cacheLocks[dir] = l
+	}
+	b.mu.Unlock()
+	l.Lock()
+
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			l.Unlock()
+			return "", nil, fmt.Errorf("creating cache mount %s: %w", id, err)
+		}
+		mode := fs.FileMode(0o755)
+		if m.Mode != nil {
+			mode = fs.FileMode(*m.Mode & 0o777)
+		}
+		uid, gid := 0, 0
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		err := os.Mkdir(dir, mode)
+		if err == nil {
+			err = os.Chmod(dir, mode)
+		}
+		if err == nil {
+			err = os.Lchown(dir, uid, gid)
+		}
+		if err != nil {
+			l.Unlock()
+			return "", nil, fmt.Errorf("creating cache mount %s: %w", id, err)
+		}
+	} else if err != nil {
+		l.Unlock()
+		return "", nil, fmt.Errorf("opening cache mount %s: %w", id, err)
+	}
+	return dir, l.Unlock, nil
+}
+
+// bindSource materialises the source of a bind mount in a temporary
+// directory: the path of the build context (after .dockerignore), of an
+// earlier stage, or of an image, copied with its metadata as COPY --from
+// would see it. It returns the host path to mount and whether it is a file.
+func (st *stageState) bindSource(ctx context.Context, m *instructions.Mount) (string, bool, func(), error) {
+	src := path.Clean("/" + m.Source)
+	req := copier.Request{Sources: []string{src}, Dest: "/", WorkDir: "/", Instruction: "RUN --mount"}
+	if m.From != "" {
+		from, err := st.fromFS(ctx, m.From)
+		if err != nil {
+			return "", false, nil, err
+		}
+		req.From = from
+		rel := strings.TrimPrefix(src, "/")
+		if rel == "" {
+			rel = "."
+		}
+		fi, err := fs.Stat(from, rel)
+		if err != nil {
+			return "", false, nil, fmt.Errorf("mount source %s: %w", src, err)
+		}
+		if !fi.IsDir() {
+			req.Dest = "/" + path.Base(src)
+		}
+	} else {
+		bctx, err := st.b.buildContext()
+		if err != nil {
+			return "", false, nil, fmt.Errorf("opening build context: %w", err)
+		}
+		req.Context = bctx
+		if fi, err := os.Stat(hostPath(st.b.req.ContextDir, src)); err == nil && !fi.IsDir() {
+			req.Dest = "/" + path.Base(src)
+		}
+	}
+	file := req.Dest != "/"
+	entries, err := copier.Plan(ctx, req)
+	if err != nil {
+		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
+	}
+	dir, err := os.MkdirTemp(st.b.tmpDir, "bind-")
+	if err != nil {
+		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	if err := applyEntries(ctx, dir, entries, st.b.tmpDir); err != nil {
+		cleanup()
+		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		cleanup()
+		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
+	}
+	if file {
+		return hostPath(dir, req.Dest), true, cleanup, nil
+	}
+	return dir, false, cleanup, nil
+}
+
+// applyEntries writes layer entries into dir.
+func applyEntries(ctx context.Context, dir string, entries []layer.Entry, tmp string) error {
+	l, err := layer.New(ctx, entries, layer.WithTempDir(tmp))
+	if err != nil {
+		return err
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = rootfs.Apply(ctx, dir, rc)
+	return err
+}
