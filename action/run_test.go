@@ -355,9 +355,9 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:     "build failure",
-			setup:    func(b *runBed) { b.github(); b.buildErr = errors.New("Dockerfile:3: RUN is not supported yet") },
+			setup:    func(b *runBed) { b.github(); b.buildErr = errors.New("Dockerfile:3: RUN exited with 1 (last output line: make: *** [all] Error 1)") },
 			wantCode: CodeBuild,
-			wantErr:  "Dockerfile:3: RUN is not supported yet",
+			wantErr:  "Dockerfile:3: RUN exited with 1 (last output line: make: *** [all] Error 1)",
 			check: func(t *testing.T, b *runBed, _ error) {
 				if _, err := os.Stat(b.cfg.Output); err == nil {
 					t.Error("output written after a failed build")
