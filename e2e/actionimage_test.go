@@ -150,6 +150,38 @@ func TestActionImage(t *testing.T) {
 		t.Errorf("loaded image config = %+v, want the example's WORKDIR, USER, CMD and ENV", cfg)
 	}
 
+	// RUN inside the action image, as GitHub runs container actions: Docker's
+	// default capabilities (chroot and mknod, no CAP_SYS_ADMIN), so ship
+	// must fall back to a plain chroot. The base comes from a local registry
+	// reached over the host network.
+	reg := testbed.StartRegistry(t)
+	testbed.PushImage(t, testbed.BusyboxImage(t), reg.Ref("base/busybox:1"))
+	runCtx := filepath.Join(root, "run-src")
+	writeTree(t, runCtx, map[string]file{
+		"Dockerfile": txt("FROM " + reg.Ref("base/busybox:1") + "\n" +
+			"RUN echo built-without-privileges > /hello && mkdir -p /data && id -u > /data/uid\n" +
+			"USER app\nRUN id -un > /tmp/whoami\n" +
+			"CMD [\"cat\", \"/hello\", \"/data/uid\", \"/tmp/whoami\"]\n"),
+	})
+	runOut, err := d.Exec(ctx, "run", "--rm", "--network=host",
+		"-v", runCtx+":/src:ro", "-v", out+":/out", tag,
+		"--context", "/src", "--output", "/out/run-layout", "--output-tar", "/out/run.tar",
+		"--tag", "ship-e2e/run-unprivileged:1", "--insecure-registry", reg.Host)
+	if err != nil {
+		t.Fatalf("RUN build in the action image with default capabilities: %v\n%s", err, runOut)
+	}
+	if _, err := d.Load(ctx, filepath.Join(out, "run.tar")); err != nil {
+		t.Fatalf("docker load of the RUN image: %v", err)
+	}
+	t.Cleanup(func() { d.RemoveImages(context.Background(), "ship-e2e/run-unprivileged:1") })
+	got, err := d.Run(ctx, "ship-e2e/run-unprivileged:1")
+	if err != nil {
+		t.Fatalf("running the image built without privileges: %v", err)
+	}
+	if want := "built-without-privileges\n0\napp\n"; got != want {
+		t.Errorf("image built in the action container prints %q, want %q", got, want)
+	}
+
 	// Dogfooding: ship builds its own action image from the same context,
 	// and that image runs.
 	selfTar := filepath.Join(root, "self.tar")
