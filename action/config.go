@@ -20,6 +20,7 @@ type Config struct {
 	File               string            // Dockerfile path; Load resolves the default <Context>/Dockerfile
 	Tags               []string          // image references to tag (and push)
 	BuildArgs          map[string]string // --build-arg values, bare keys resolved from the environment
+	Secrets            []string          // --secret items (id=ID,src=FILE or id=ID,env=VAR), never the values
 	Target             string            // stage to build
 	Labels             map[string]string // labels added to the image
 	Platforms          []string          // target platform (one for now), e.g. linux/amd64
@@ -54,6 +55,9 @@ const (
 	// KindMap is a list of KEY=VALUE items: newline separated in inputs and
 	// variables, and repeatable flags.
 	KindMap
+	// KindLines is a list whose items may hold commas: newline separated in
+	// inputs and variables, and repeatable flags.
+	KindLines
 )
 
 // String returns the name action.yml documentation uses for the kind.
@@ -67,6 +71,8 @@ func (k Kind) String() string {
 		return "list"
 	case KindMap:
 		return "map"
+	case KindLines:
+		return "lines"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -156,6 +162,16 @@ func Inputs() []Input {
 			Name: "build-args", Kind: KindMap, Alias: "build-arg", bareEnv: true,
 			Description: "Build arguments, KEY=VALUE, newline separated; a bare KEY takes the value of the environment variable KEY.",
 			field:       func(c *Config) any { return &c.BuildArgs },
+		},
+		{
+			Name: "secrets", Kind: KindLines, Alias: "secret",
+			Description: "Secrets for RUN --mount=type=secret, one per line, as docker build --secret: id=ID,src=FILE or id=ID,env=VAR. " +
+				"Values are masked in logs and never stored in the image.",
+			field: func(c *Config) any { return &c.Secrets },
+			validate: func(c *Config) error {
+				_, err := parseSecretSpecs(c.Secrets)
+				return err
+			},
 		},
 		{
 			Name: "target", Kind: KindString,
@@ -376,7 +392,7 @@ func (in Input) set(c *Config, raw []string, split bool, lookup LookupEnv) error
 	case *[]string:
 		var out []string
 		for _, r := range raw {
-			for _, item := range splitItems(r, split, true) {
+			for _, item := range splitItems(r, split, in.Kind != KindLines) {
 				if !slices.Contains(out, item) {
 					out = append(out, item)
 				}

@@ -43,7 +43,7 @@ func TestInputsTable(t *testing.T) {
 			want = reflect.String
 		case KindBool:
 			want = reflect.Bool
-		case KindList:
+		case KindList, KindLines:
 			want = reflect.Slice
 		case KindMap:
 			want = reflect.Map
@@ -51,7 +51,7 @@ func TestInputsTable(t *testing.T) {
 		if got := reflect.TypeOf(in.field(&c)).Elem().Kind(); got != want {
 			t.Errorf("input %s: kind %s but field is a %s", in.Name, in.Kind, got)
 		}
-		if (in.Kind == KindList || in.Kind == KindMap) != (in.Alias != "") {
+		if (in.Kind == KindList || in.Kind == KindMap || in.Kind == KindLines) != (in.Alias != "") {
 			t.Errorf("input %s: list and map inputs, and only they, need a singular flag alias", in.Name)
 		}
 		if in.Default != "" {

@@ -156,7 +156,7 @@ func parseFlags(args []string, inputs []Input) (map[string][]string, bool, error
 		switch in.Kind {
 		case KindList:
 			out[in.Name] = append(out[in.Name], splitItems(value, true, true)...)
-		case KindMap:
+		case KindMap, KindLines:
 			out[in.Name] = append(out[in.Name], splitItems(value, !spec.alias, false)...)
 		default:
 			out[in.Name] = append(out[in.Name], value)
@@ -195,6 +195,8 @@ Flags:
 			names += " VALUE,..."
 		case KindMap:
 			names += " KEY=VALUE"
+		case KindLines:
+			names += " VALUE"
 		}
 		fmt.Fprintf(&b, "  %s\n      %s", names, in.Description)
 		if in.Default != "" {

@@ -147,6 +147,17 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	if err := checkOutputs(cfg); err != nil {
 		return err
 	}
+	// Secret values are read once, here, and masked before anything can
+	// print them.
+	buildSecrets, err := readSecrets(cfg.Secrets, o.lookup)
+	if err != nil {
+		return err
+	}
+	for _, v := range buildSecrets {
+		if err := sec.add(string(v)); err != nil {
+			return withCode(CodeInternal, fmt.Errorf("masking secrets: %w", err))
+		}
+	}
 	excludes := contextExcludes(cfg)
 	if len(excludes) > 0 {
 		log.Debug("outputs inside the build context are left out of it", "paths", excludes)
@@ -185,6 +196,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		Platform:        platform,
 		SourceDateEpoch: cfg.SourceDateEpoch,
 		ContextExcludes: excludes,
+		Secrets:         buildSecrets,
 	}
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()

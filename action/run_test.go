@@ -354,8 +354,11 @@ func TestRun(t *testing.T) {
 			},
 		},
 		{
-			name:     "build failure",
-			setup:    func(b *runBed) { b.github(); b.buildErr = errors.New("Dockerfile:3: RUN exited with 1 (last output line: make: *** [all] Error 1)") },
+			name: "build failure",
+			setup: func(b *runBed) {
+				b.github()
+				b.buildErr = errors.New("Dockerfile:3: RUN exited with 1 (last output line: make: *** [all] Error 1)")
+			},
 			wantCode: CodeBuild,
 			wantErr:  "Dockerfile:3: RUN exited with 1 (last output line: make: *** [all] Error 1)",
 			check: func(t *testing.T, b *runBed, _ error) {

@@ -2,6 +2,7 @@ package action
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,7 +16,28 @@ type secretSet struct {
 	onAdd  func(string) error // GitHub: AddMask
 }
 
+// add registers the secret v: its whole value and, when it has several
+// lines, each line, so that a value printed line by line is redacted too
+// (GitHub masks only single lines).
 func (s *secretSet) add(v string) error {
+	if !strings.Contains(v, "\n") {
+		return s.addOne(v)
+	}
+	var errs []error
+	for _, part := range append([]string{v}, strings.Split(v, "\n")...) {
+		if part != v {
+			part = strings.TrimSpace(part)
+		}
+		if err := s.addOne(part); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// addOne registers one value; only values without a newline are handed to
+// onAdd (a GitHub workflow command is one line).
+func (s *secretSet) addOne(v string) error {
 	if strings.TrimSpace(v) == "" {
 		return nil
 	}
@@ -28,7 +50,7 @@ func (s *secretSet) add(v string) error {
 	}
 	s.values = append(s.values, v)
 	s.mu.Unlock()
-	if s.onAdd != nil {
+	if s.onAdd != nil && !strings.Contains(v, "\n") {
 		return s.onAdd(v)
 	}
 	return nil

@@ -33,6 +33,11 @@ type Request struct {
 	// SourceDateEpoch, when set, clamps file times in layers and sets history
 	// and config creation times, as BuildKit does with SOURCE_DATE_EPOCH.
 	SourceDateEpoch *time.Time
+	// Secrets are the values of RUN --mount=type=secret by id (from
+	// --secret id=ID,src=FILE|env=VAR). They are visible only to the RUN
+	// that mounts them: never logged (RUN output is redacted), never in a
+	// layer, a history entry, the config or a cache key.
+	Secrets map[string][]byte
 }
 
 // Result is a built image and what it took to build it.

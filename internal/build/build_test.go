@@ -519,7 +519,7 @@ func TestBuildOnBuildTriggers(t *testing.T) {
 		wantErr  string
 	}{
 		{"copy and env", []string{"COPY a /trig", "ENV T=1"}, []string{"COPY a /trig # buildkit!", "ENV T=1", "ENV AFTER=1"}, ""},
-		{"run trigger", []string{"RUN --mount=type=secret,id=x make"}, nil, "Dockerfile:2: RUN --mount=type=secret is not supported yet"},
+		{"run trigger", []string{"RUN --mount=type=secret,id=x,required make"}, nil, "Dockerfile:2: secret x not provided (--secret id=x,...)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -568,7 +568,7 @@ func TestBuildErrors(t *testing.T) {
 		want string // the whole message, or a prefix ending in "..."
 	}{
 		{"run without a shell", fixture{dockerfile: "FROM scratch\n\nRUN echo\n"}, "Dockerfile:3: running /bin/sh -c echo: ..."},
-		{"run secret mount", fixture{dockerfile: "FROM scratch\n\nRUN --mount=type=secret,id=x echo\n"}, "Dockerfile:3: RUN --mount=type=secret is not supported yet"},
+		{"run secret mount", fixture{dockerfile: "FROM scratch\n\nRUN --mount=type=secret,id=x,required=true echo\n"}, "Dockerfile:3: secret x not provided (--secret id=x,...)"},
 		{"run in an unneeded stage", fixture{dockerfile: "FROM scratch AS a\nRUN x\nFROM nothere\n"}, "Dockerfile:3: resolving base image nothere: MANIFEST_UNKNOWN: nothere not found"},
 		{"unknown instruction", fixture{dockerfile: "FROM scratch\nFOO bar\n"}, "Dockerfile:2: unknown instruction: FOO..."},
 		{"bad flag", fixture{dockerfile: "FROM scratch\nCOPY --nope=1 a /\n"}, "Dockerfile:2: unknown flag: --nope..."},

@@ -18,6 +18,10 @@ type options struct {
 	httpClient *http.Client
 	// sandboxMode forces how RUN is isolated (tests); 0: sandbox.Detect.
 	sandboxMode sandbox.Mode
+	// binfmtDir replaces /proc/sys/fs/binfmt_misc (tests); see withBinfmtDir.
+	binfmtDir string
+	// noRootFSCache: see WithoutRootFSCache.
+	noRootFSCache bool
 }
 
 // withSandboxMode forces the sandbox mode of RUN (a test hook).

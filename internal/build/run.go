@@ -61,6 +61,9 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		return -1, fmt.Errorf("RUN --security=%s is not supported", sec)
 	}
 
+	if err := st.checkEmulation(); err != nil {
+		return -1, err
+	}
 	root, err := st.rootDir()
 	if err != nil {
 		return -1, err
@@ -74,7 +77,7 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		mounts.list = append(mounts.list, *script)
 	}
 
-	env := st.runEnv()
+	env := withEnv(st.runEnv(), mounts.env)
 	uid, gid, groups, home, err := runUser(root, st.cfg.Config.User)
 	if err != nil {
 		return -1, err
@@ -103,7 +106,7 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		return -1, err
 	}
 
-	out := newOutputLog(st.b.opts.logger, st.s.DisplayName())
+	out := newOutputLog(st.b.opts.logger, st.s.DisplayName(), st.b.redactSecrets)
 	mode := st.b.sandboxMode()
 	spec := sandbox.Spec{
 		RootFS:  root,
@@ -307,18 +310,20 @@ func (st *stageState) appendLayer(ctx context.Context, entries []layer.Entry, ap
 	return size, nil
 }
 
-// outputLog receives the output of a RUN: each line is logged at debug
-// level and the last outputTailLines lines are kept.
+// outputLog receives the output of a RUN: each line, without the build's
+// secrets, is logged at debug level and the last outputTailLines lines are
+// kept.
 type outputLog struct {
 	mu      sync.Mutex
 	log     interface{ Debug(string, ...any) }
+	redact  func(string) string
 	stage   string
 	partial []byte
 	lines   []string
 }
 
-func newOutputLog(log interface{ Debug(string, ...any) }, stage string) *outputLog {
-	return &outputLog{log: log, stage: stage}
+func newOutputLog(log interface{ Debug(string, ...any) }, stage string, redact func(string) string) *outputLog {
+	return &outputLog{log: log, stage: stage, redact: redact}
 }
 
 // Write implements io.Writer.
@@ -342,7 +347,7 @@ func (o *outputLog) Write(p []byte) (int, error) {
 }
 
 func (o *outputLog) line(s string) {
-	s = strings.TrimRight(s, "\r")
+	s = o.redact(strings.TrimRight(s, "\r"))
 	o.log.Debug("RUN output", "stage", o.stage, "line", s)
 	o.lines = append(o.lines, s)
 	if len(o.lines) > outputTailLines {

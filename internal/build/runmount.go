@@ -24,6 +24,7 @@ import (
 // runMountSet is the mounts of one RUN and what to undo afterwards.
 type runMountSet struct {
 	list    []sandbox.Mount
+	env     []string // KEY=VALUE set by secret mounts with env=
 	cleanup []func()
 }
 
@@ -51,7 +52,10 @@ func (st *stageState) runMounts(ctx context.Context, c *instructions.RunCommand)
 	for _, m := range instructions.GetMounts(c) {
 		switch m.Type {
 		case instructions.MountTypeSecret:
-			return nil, errors.New("RUN --mount=type=secret is not supported yet")
+			if err := st.secretMount(ms, m); err != nil {
+				return nil, err
+			}
+			continue
 		case instructions.MountTypeSSH:
 			return nil, errors.New("RUN --mount=type=ssh is not supported yet")
 		}

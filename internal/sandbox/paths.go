@@ -274,7 +274,7 @@ func (t *tracker) putFile(p, src string) error {
 		if err := os.WriteFile(h, data, sfi.Mode().Perm()); err != nil {
 			return fmt.Errorf("copying %s into rootfs: %w", p, err)
 		}
-		if err := os.Chmod(h, sfi.Mode().Perm()); err != nil {
+		if err := copyOwnerAndMode(h, sfi); err != nil {
 			return fmt.Errorf("copying %s into rootfs: %w", p, err)
 		}
 		s := stub{path: r, force: true, parentAtime: at, parentMtime: mt}
@@ -293,10 +293,22 @@ func (t *tracker) putFile(p, src string) error {
 	if err := os.WriteFile(h, data, 0); err != nil {
 		return fmt.Errorf("copying %s into rootfs: %w", p, err)
 	}
-	if err := os.Chmod(h, sfi.Mode().Perm()); err != nil {
+	if err := copyOwnerAndMode(h, sfi); err != nil {
 		return fmt.Errorf("copying %s into rootfs: %w", p, err)
 	}
 	return nil
+}
+
+// copyOwnerAndMode gives the copy at h the owner and permissions of the
+// source file (a secret mounted with uid=, gid=, mode=), owner first since
+// chown clears setuid bits.
+func copyOwnerAndMode(h string, src fs.FileInfo) error {
+	if st, ok := src.Sys().(*syscall.Stat_t); ok {
+		if err := os.Lchown(h, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(h, src.Mode().Perm())
 }
 
 // restoreFile puts back a file that putFile overwrote.
