@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Benchmark of issue 3: a Debian bookworm build whose RUN installs python3
+# with apt-get, plus COPY of a small app, from a cold start, pushed to a
+# local registry, by
+#   ship (build + push), docker build + docker push (BuildKit),
+#   buildah bud --isolation=chroot + buildah push,
+# and, as the floor, the RUN's command alone in a plain chroot of a copy of
+# the base rootfs (no image download, layer or push).
+# Cold start for every run: each tool pushes to a new repository, ship gets
+# a new cache dir, dockerd loses every image of the benchmark and its build
+# cache (so it pulls the base again), buildah gets new storage. apt-get in
+# every build fetches from deb.debian.org: the same network cost for every
+# tool. Runs are interleaved; medians, ratios and ship's peak RSS are
+# printed and written to bench/out/results-apt.md. Afterwards every image
+# is pulled and run with docker, and its output checked.
+# Usage: bench/run-apt.sh [RUNS]   (default 3)
+#
+# Needs: dockerd running, /usr/bin/docker-registry, buildah, /usr/bin/time,
+# debootstrap (first run only; the Debian rootfs is cached in bench/out and
+# shared with bench/run.sh), Go, network access to deb.debian.org.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+OUT=bench/out
+DOCKER=${SHIP_TEST_DOCKER:-/usr/bin/docker}
+BUILDAH=${BUILDAH:-buildah}
+export DOCKER_BUILDKIT=1 GOEXPERIMENT=jsonv2
+mkdir -p "$OUT/bin"
+
+echo "== tools"
+go build -trimpath -ldflags="-s -w" -o "$OUT/bin/ship" ./cmd/ship
+SHIP=$OUT/bin/ship
+command -v "$BUILDAH" >/dev/null || { echo "buildah missing (apt-get install -y buildah)" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "/usr/bin/time missing (apt-get install -y time)" >&2; exit 1; }
+
+echo "== registry"
+PORT=${BENCH_PORT:-5056}
+REG=127.0.0.1:$PORT
+WORK=$(mktemp -d)
+cat >"$WORK/config.yml" <<CFG
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $WORK/data}, delete: {enabled: true}}
+http: {addr: $REG}
+CFG
+/usr/bin/docker-registry serve "$WORK/config.yml" >"$WORK/log" 2>&1 &
+REGPID=$!
+cleanup() {
+	kill "$REGPID" 2>/dev/null || true
+	"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+
+echo "== Debian base"
+if [[ ! -f $OUT/debian-rootfs/etc/debian_version ]]; then
+	rm -rf "$OUT/debian-rootfs" "$OUT/debian-rootfs.tmp"
+	debootstrap --variant=minbase bookworm "$OUT/debian-rootfs.tmp" http://deb.debian.org/debian >"$OUT/debootstrap.log"
+	mv "$OUT/debian-rootfs.tmp" "$OUT/debian-rootfs"
+fi
+BASE=$REG/bench/debian:bookworm
+# A file unique to this invocation makes the base layer new to dockerd, so no
+# image left from an earlier run can satisfy BuildKit's pull.
+head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/debian-rootfs/etc/ship-bench-id"
+tar -C "$OUT/debian-rootfs" --numeric-owner -c . | "$DOCKER" import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["bash"]' - "$BASE" >/dev/null
+"$DOCKER" push -q "$BASE" >/dev/null
+"$DOCKER" rmi -f "$BASE" >/dev/null
+
+echo "== app context"
+CTX=$OUT/ctx-apt
+rm -rf "$CTX" && mkdir -p "$CTX/app"
+WANT="hello from python $(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+cat >"$CTX/app/main.py" <<PY
+import sys
+print("$WANT on " + sys.version.split()[0])
+PY
+APT='apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*'
+cat >"$CTX/Dockerfile" <<DF
+FROM $BASE
+RUN $APT
+COPY app/ /app/
+CMD ["python3","/app/main.py"]
+DF
+
+now() { date +%s%N; }
+declare -A T RSS LOAD
+run_ship() {
+	local cache; cache=$(mktemp -d)
+	local t0; t0=$(now)
+	/usr/bin/time -v -o "$WORK/ship.time" "$SHIP" --context "$CTX" --tag "$REG/ship/app$1:1" --push \
+		--insecure-registry "$REG" --cache-dir "$cache" >/dev/null 2>"$WORK/ship.err" ||
+		{ cat "$WORK/ship.err" "$WORK/ship.time"; exit 1; }
+	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
+	RSS[$1]=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$WORK/ship.time")
+	cp "$WORK/ship.err" "$OUT/ship-apt.log"
+	rm -rf "$cache"
+}
+run_docker() {
+	# Cold: no image of this benchmark and no build cache left in dockerd, so
+	# the base is pulled again, as on a fresh CI runner.
+	"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+	"$DOCKER" builder prune -af >/dev/null
+	local t0; t0=$(now)
+	"$DOCKER" build -q -t "$REG/docker/app$1:1" "$CTX" >/dev/null 2>"$WORK/docker.err" ||
+		{ cat "$WORK/docker.err"; exit 1; }
+	"$DOCKER" push -q "$REG/docker/app$1:1" >/dev/null
+	T[docker,$1]=$(( ($(now) - t0) / 1000000 ))
+}
+run_floor() {
+	local root; root=$(mktemp -d "$WORK/floor.XXXX")
+	cp -a "$OUT/debian-rootfs/." "$root/"
+	rm -f "$root/etc/resolv.conf" && cp /etc/resolv.conf "$root/etc/resolv.conf"
+	local t0; t0=$(now)
+	env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$root" /bin/sh -c "$APT" \
+		>/dev/null 2>"$WORK/floor.err" || { cat "$WORK/floor.err"; exit 1; }
+	T[floor,$1]=$(( ($(now) - t0) / 1000000 ))
+	rm -rf "$root"
+}
+run_buildah() {
+	local store; store=$(mktemp -d "$WORK/buildah.XXXX")
+	local b=("$BUILDAH" --root "$store/root" --runroot "$store/run" --storage-driver "$BUILDAH_DRIVER")
+	local t0; t0=$(now)
+	"${b[@]}" bud --isolation=chroot --tls-verify=false -q -t "$REG/buildah/app$1:1" "$CTX" >/dev/null 2>"$WORK/buildah.err" ||
+		{ cat "$WORK/buildah.err"; exit 1; }
+	"${b[@]}" push --tls-verify=false -q "$REG/buildah/app$1:1" >/dev/null 2>>"$WORK/buildah.err" ||
+		{ cat "$WORK/buildah.err"; exit 1; }
+	T[buildah,$1]=$(( ($(now) - t0) / 1000000 ))
+	"${b[@]}" rmi -af >/dev/null 2>&1 || true
+	umount -R "$store/root" 2>/dev/null || true
+	rm -rf "$store"
+}
+
+# overlay when this kernel lets buildah use it, vfs (a full copy per layer)
+# otherwise.
+BUILDAH_DRIVER=${BUILDAH_DRIVER:-}
+if [[ -z $BUILDAH_DRIVER ]]; then
+	probe=$(mktemp -d "$WORK/probe.XXXX")
+	if "$BUILDAH" --root "$probe/root" --runroot "$probe/run" --storage-driver overlay \
+		from --tls-verify=false -q "$BASE" >/dev/null 2>&1; then
+		BUILDAH_DRIVER=overlay
+	else
+		BUILDAH_DRIVER=vfs
+	fi
+	"$BUILDAH" --root "$probe/root" --runroot "$probe/run" --storage-driver "$BUILDAH_DRIVER" rm -a >/dev/null 2>&1 || true
+	"$BUILDAH" --root "$probe/root" --runroot "$probe/run" --storage-driver "$BUILDAH_DRIVER" rmi -af >/dev/null 2>&1 || true
+	umount -R "$probe/root" 2>/dev/null || true
+	rm -rf "$probe"
+fi
+echo "buildah storage driver: $BUILDAH_DRIVER"
+
+echo "== $RUNS interleaved runs"
+for r in $(seq 1 "$RUNS"); do
+	LOAD[$r]=$(cut -d' ' -f1 /proc/loadavg)
+	run_floor "$r"; run_ship "$r"; run_docker "$r"; run_buildah "$r"
+	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[$r]} MB), docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
+done
+
+echo "== run the images"
+"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+for tool in ship docker buildah; do
+	for r in $(seq 1 "$RUNS"); do
+		img=$REG/$tool/app$r:1
+		"$DOCKER" pull -q "$img" >/dev/null
+		got=$("$DOCKER" run --rm "$img")
+		case $got in
+		"$WANT on 3."*) echo "$tool run $r: ok: $got" ;;
+		*) echo "$tool run $r: image printed \"$got\", want \"$WANT on 3.*\"" >&2; exit 1 ;;
+		esac
+	done
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+vals() { local k=$1; for r in $(seq 1 "$RUNS"); do echo "${T[$k,$r]}"; done; }
+rss() { for r in $(seq 1 "$RUNS"); do echo "${RSS[$r]}"; done; }
+MS=$(median $(vals ship)); MD=$(median $(vals docker)); MB=$(median $(vals buildah)); MF=$(median $(vals floor))
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+{
+	echo "| tool | median ms ($RUNS runs) | runs (ms) |"
+	echo "|---|---:|---|"
+	echo "| apt-get in a plain chroot (the RUN alone, floor) | $MF | $(vals floor | paste -sd' ') |"
+	echo "| ship build+push | $MS | $(vals ship | paste -sd' ') |"
+	echo "| docker build + push (BuildKit) | $MD | $(vals docker | paste -sd' ') |"
+	echo "| buildah bud --isolation=chroot + push ($BUILDAH_DRIVER) | $MB | $(vals buildah | paste -sd' ') |"
+	echo
+	echo "- ship / BuildKit = $(ratio "$MS" "$MD") (target ≤ 0.5)"
+	echo "- ship / buildah = $(ratio "$MS" "$MB")"
+	echo "- ship / floor = $(ratio "$MS" "$MF"), BuildKit / floor = $(ratio "$MD" "$MF")"
+	echo "- load average (1 min) at the start of each run: $(for r in $(seq 1 "$RUNS"); do echo "${LOAD[$r]}"; done | paste -sd' ')"
+	echo "- ship peak RSS: max $(rss | sort -n | tail -1) MB, runs $(rss | paste -sd' ') MB (target ≤ 300 MB)"
+	echo
+	echo "Machine: $(nproc) cores, $(uname -r), $("$DOCKER" version -f 'docker {{.Server.Version}}'), $("$BUILDAH" --version | cut -d' ' -f1-3), $(date -u +%F)."
+} | tee "$OUT/results-apt.md"
