@@ -200,10 +200,16 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	}
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
-	res, err := o.build(ctx, req,
+	buildOpts := []build.Option{
 		build.WithImageSource(client),
 		build.WithLogger(log),
-		build.WithCacheDir(cacheDir))
+		build.WithCacheDir(cacheDir),
+	}
+	if cfg.CacheDir == "" {
+		// A cache in a directory removed after the run only costs a copy.
+		buildOpts = append(buildOpts, build.WithoutRootFSCache())
+	}
+	res, err := o.build(ctx, req, buildOpts...)
 	if err == nil && (res == nil || res.Image == nil) {
 		err = errors.New("building: no image produced")
 	}

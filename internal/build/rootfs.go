@@ -2,9 +2,11 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -12,34 +14,75 @@ import (
 	"github.com/intesys/ship-action/internal/sandbox"
 )
 
-// rootDir returns the stage's root file system directory, extracting the
-// stage's image into a private directory under the build's temporary
-// directory on first use. From then on every layer the stage adds is
-// applied to it too (syncRoot), so that it always equals the image.
+// rootDir returns the stage's root file system directory, materialised in
+// a private directory under the build's temporary directory on first use.
+// With a cache dir, the layers of the stage's external base come from the
+// cache's copy of them (see baseCache), made on the first build that needs
+// them; the layers the stage's chain of stages added are extracted on top.
+// From then on every layer the stage adds is applied to it too (syncRoot),
+// so that it always equals the image.
 func (st *stageState) rootDir() (string, error) {
 	if st.root != "" {
 		return st.root, nil
 	}
+	dir, err := st.newRootDir()
+	if err != nil {
+		return "", err
+	}
+	layers, err := st.img.Layers()
+	if err != nil {
+		return "", fmt.Errorf("listing layers: %w", err)
+	}
+	ctx := st.b.runCtx
+	log := st.b.opts.logger
+	rest := layers
+	if n := min(st.base.layers, len(layers)); st.b.opts.cacheDir != "" && !st.b.opts.noRootFSCache && st.base.known && n > 0 {
+		start := time.Now()
+		rep, hit, err := newBaseCache(st.b.opts.cacheDir).materialize(ctx, dir, layers[:n])
+		switch {
+		case err == nil:
+			log.Debug("base root file system", "stage", st.s.DisplayName(), "layers", n, "cached", hit, "duration", time.Since(start))
+			st.b.warnExtract(st.s.DisplayName(), rep)
+			rest = layers[n:]
+		case ctx.Err() != nil:
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("extracting root file system: %w", ctx.Err())
+		case errors.As(err, new(*extractError)):
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("extracting root file system: %w", err)
+		default:
+			// The cache is an optimisation: extract without it.
+			log.Warn("root file system cache unavailable", "stage", st.s.DisplayName(), "err", err)
+			_ = os.RemoveAll(dir)
+			if dir, err = st.newRootDir(); err != nil {
+				return "", err
+			}
+		}
+	}
+	if len(rest) > 0 {
+		log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(rest))
+		rep, err := rootfs.Extract(ctx, dir, rest)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("extracting root file system: %w", err)
+		}
+		st.b.warnExtract(st.s.DisplayName(), rep)
+	}
+	st.root = dir
+	return dir, nil
+}
+
+// newRootDir creates an empty private root file system directory.
+func (st *stageState) newRootDir() (string, error) {
 	dir, err := os.MkdirTemp(st.b.tmpDir, fmt.Sprintf("rootfs-%d-", st.s.Index))
 	if err != nil {
 		return "", fmt.Errorf("creating root file system directory: %w", err)
 	}
 	// A USER other than root must be able to use "/" inside the chroot.
 	if err := os.Chmod(dir, 0o755); err != nil {
+		_ = os.RemoveAll(dir)
 		return "", fmt.Errorf("creating root file system directory: %w", err)
 	}
-	layers, err := st.img.Layers()
-	if err != nil {
-		return "", fmt.Errorf("listing layers: %w", err)
-	}
-	st.b.opts.logger.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(layers))
-	rep, err := rootfs.Extract(st.b.runCtx, dir, layers)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("extracting root file system: %w", err)
-	}
-	st.b.warnExtract(st.s.DisplayName(), rep)
-	st.root = dir
 	return dir, nil
 }
 

@@ -139,6 +139,9 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 			}
 			return -1, &dockerfile.Error{Location: cmd.Location, Err: errors.New(msg)}
 		}
+		if err := st.execFormatError(runErr); err != nil {
+			return -1, err
+		}
 		return -1, fmt.Errorf("running %s: %w", strings.Join(args, " "), runErr)
 	}
 

@@ -1,0 +1,603 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"golang.org/x/sys/unix"
+
+	"github.com/intesys/ship-action/internal/rootfs"
+	"github.com/intesys/ship-action/internal/testbed"
+)
+
+// countedImage counts reads of the content of img's layers, per layer.
+type countedImage struct {
+	v1.Image
+	reads []*atomic.Int64
+}
+
+func newCountedImage(img v1.Image) *countedImage {
+	layers, err := img.Layers()
+	if err != nil {
+		panic(err)
+	}
+	c := &countedImage{Image: img}
+	for range layers {
+		c.reads = append(c.reads, &atomic.Int64{})
+	}
+	return c
+}
+
+func (c *countedImage) Layers() ([]v1.Layer, error) {
+	layers, err := c.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = countingLayer{Layer: l, reads: c.reads[i]}
+	}
+	return out, nil
+}
+
+func (c *countedImage) total() int64 {
+	var n int64
+	for _, r := range c.reads {
+		n += r.Load()
+	}
+	return n
+}
+
+// treeSummary describes every entry under dir: type, mode, owner, size,
+// modification time, content hash or link target, xattrs, and which
+// entries are hardlinks of each other.
+func treeSummary(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inodes := map[[2]uint64]string{}
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		s := fmt.Sprintf("%o %d:%d mtime=%d", st.Mode, st.Uid, st.Gid, st.Mtim.Nano())
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(data)
+			s += fmt.Sprintf(" size=%d sha=%s", st.Size, hex.EncodeToString(sum[:8]))
+		case unix.S_IFLNK:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			s += " -> " + target
+		case unix.S_IFCHR, unix.S_IFBLK:
+			s += fmt.Sprintf(" dev=%d", st.Rdev)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+			id := [2]uint64{st.Dev, st.Ino}
+			if first, ok := inodes[id]; ok {
+				s += " link=" + first
+			} else {
+				inodes[id] = rel
+			}
+		}
+		if sz, err := unix.Llistxattr(p, nil); err == nil && sz > 0 {
+			buf := make([]byte, sz)
+			sz, _ = unix.Llistxattr(p, buf)
+			names := strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00")
+			slices.Sort(names)
+			for _, n := range names {
+				v := make([]byte, 256)
+				vn, _ := unix.Lgetxattr(p, n, v)
+				s += fmt.Sprintf(" %s=%q", n, v[:max(vn, 0)])
+			}
+		}
+		out[rel] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffSummaries(a, b map[string]string) []string {
+	var d []string
+	for k, v := range a {
+		if b[k] != v {
+			d = append(d, fmt.Sprintf("%s: %q != %q", k, v, b[k]))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			d = append(d, fmt.Sprintf("%s: only in the second", k))
+		}
+	}
+	slices.Sort(d)
+	return d
+}
+
+func TestCopyTree(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	src := t.TempDir()
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	mk := func(name string, mode os.FileMode, body string) {
+		t.Helper()
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"a", "a/b", "tmp", "secret"} {
+		if err := os.Mkdir(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("a/b/file", 0o644, "hello")
+	mk("a/suid", 0o755, "suid")
+	if err := os.Chmod(filepath.Join(src, "a/suid"), 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	mk("a/owned", 0o640, "owned")
+	if err := os.Lchown(filepath.Join(src, "a/owned"), 123, 456); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "tmp"), 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "secret"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "a/b/file"), filepath.Join(src, "a/hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/nowhere", filepath.Join(src, "a/abs-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("b", filepath.Join(src, "a/dir-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(src, "a/dir-link"), 7, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(src, "a/fifo"), 0o620); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(src, "a/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Logf("no device node: %v", err)
+	}
+	xattrs := unix.Lsetxattr(filepath.Join(src, "a/b/file"), "user.ship", []byte("v"), 0) == nil
+	// A sparse file: 64 MiB with 5 bytes of data in the middle.
+	sparse := filepath.Join(src, "sparse")
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("data!"), 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// Times last: on every entry, directories included.
+	err = filepath.WalkDir(src, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		ts := []unix.Timespec{unix.NsecToTimespec(old.UnixNano()), unix.NsecToTimespec(old.UnixNano())}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := treeSummary(t, src)
+
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	got := treeSummary(t, dst)
+	if d := diffSummaries(want, got); len(d) > 0 {
+		t.Errorf("copy differs:\n%s", strings.Join(d, "\n"))
+	}
+	if xattrs && !strings.Contains(got["a/b/file"], `user.ship="v"`) {
+		t.Errorf("xattr not copied: %s", got["a/b/file"])
+	}
+	if !strings.Contains(got["a/hard"], "link=a/b/file") {
+		t.Errorf("hardlink not kept: %s", got["a/hard"])
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dst, "sparse"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 1<<20 {
+		t.Errorf("sparse file takes %d bytes on disk", st.Blocks*512)
+	}
+
+	// The copy is independent: writing it leaves the source as it was.
+	if err := os.WriteFile(filepath.Join(dst, "a/b/file"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dst, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffSummaries(want, treeSummary(t, src)); len(d) > 0 {
+		t.Errorf("source changed by writes to the copy:\n%s", strings.Join(d, "\n"))
+	}
+
+	// A cancelled copy stops.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dst2 := t.TempDir()
+	if err := copyTree(ctx, src, dst2); err == nil {
+		t.Error("cancelled copy succeeded")
+	}
+}
+
+func TestChainIDs(t *testing.T) {
+	t.Parallel()
+	a := tarLayer(t, []tarFile{{name: "a", body: "a"}})
+	b := tarLayer(t, []tarFile{{name: "b", body: "b"}})
+	da, _ := a.DiffID()
+	db, _ := b.DiffID()
+	sum := sha256.Sum256([]byte(da.String() + " " + db.String()))
+	tests := []struct {
+		name   string
+		layers []v1.Layer
+		want   []string
+	}{
+		{"one layer is its diff ID", []v1.Layer{a}, []string{da.Hex}},
+		{"two layers", []v1.Layer{a, b}, []string{da.Hex, hex.EncodeToString(sum[:])}},
+		{"order matters", []v1.Layer{b, a}, []string{db.Hex, ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ids, err := chainIDs(tt.layers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range tt.want {
+				if want == "" {
+					if ids[i].Hex == hex.EncodeToString(sum[:]) {
+						t.Errorf("chain %d does not depend on the order", i)
+					}
+					continue
+				}
+				if ids[i].Hex != want {
+					t.Errorf("chain %d = %s, want %s", i, ids[i].Hex, want)
+				}
+			}
+		})
+	}
+}
+
+// cachedBuild builds df on img ("busybox") with cache as cache dir.
+func cachedBuild(t *testing.T, cache, df string, img v1.Image) (*Result, error) {
+	t.Helper()
+	src := &memSource{images: map[string]v1.Image{"busybox": img}}
+	var logs strings.Builder
+	var mu sync.Mutex
+	res, err := Build(context.Background(), fixture{dockerfile: df}.request(t), WithImageSource(src), WithCacheDir(cache),
+		WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, fmt.Errorf("%w\n%s", err, logs.String())
+	}
+	return res, nil
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// cacheEntries lists the complete entries of the base root file system
+// cache under cache.
+func cacheEntries(t *testing.T, cache string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(cache, rootfsCacheDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), "tmp-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestBaseCacheSecondBuild(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	base := testbed.BusyboxImage(t, testbed.WithFile("/etc/motd", "original\n"))
+	cache := t.TempDir()
+
+	// The first build extracts the base into the cache, then runs a RUN
+	// that changes, deletes and re-owns files of the base.
+	first := newCountedImage(base)
+	_, err := cachedBuild(t, cache, "FROM busybox\n"+
+		"RUN echo more >> /etc/motd && rm /bin/ls && chmod 600 /etc/group && chown 5:5 /etc/passwd && "+
+		"rm -rf /home/app && echo x > /bin/busybox.new && mv /bin/busybox.new /bin/busybox\n", first)
+	if err != nil {
+		t.Fatalf("first build: %v", err)
+	}
+	if first.total() == 0 {
+		t.Fatal("first build did not read the base layers")
+	}
+	entries := cacheEntries(t, cache)
+	layers, _ := base.Layers()
+	ids, err := chainIDs(layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{ids[len(ids)-1].Hex}; !slices.Equal(entries, want) {
+		t.Fatalf("cache entries = %v, want %v", entries, want)
+	}
+
+	// The cached copy is the base, untouched by the RUN.
+	fresh := t.TempDir()
+	if _, err := rootfs.Extract(context.Background(), fresh, layers); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(fresh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cached := filepath.Join(cache, rootfsCacheDir, entries[0], entryRoot)
+	// The time of "/" is when each extraction ran (the layer has no "./").
+	summary := func(dir string) map[string]string {
+		m := treeSummary(t, dir)
+		delete(m, ".")
+		return m
+	}
+	want := summary(fresh)
+	if d := diffSummaries(want, summary(cached)); len(d) > 0 {
+		t.Fatalf("cached root file system differs from the base:\n%s", strings.Join(d, "\n"))
+	}
+
+	// Later builds, one of two stages on the same base built concurrently,
+	// read no base layer and see the original files.
+	tests := []struct {
+		name string
+		df   string
+	}{
+		{"one stage", "FROM busybox\nRUN cat /etc/motd > /out && ls /bin/ls >> /out && stat -c '%a %u' /etc/group /etc/passwd >> /out && ls -d /home/app >> /out\n"},
+		{"two stages", "FROM busybox AS a\nRUN cat /etc/motd > /a\n" +
+			"FROM busybox\nRUN cat /etc/motd > /out && ls /bin/ls >> /out && stat -c '%a %u' /etc/group /etc/passwd >> /out && ls -d /home/app >> /out\n" +
+			"COPY --from=a /a /a\n"},
+	}
+	for _, tt := range tests {
+		// Not parallel: the cache is checked again when they are done.
+		t.Run(tt.name, func(t *testing.T) {
+			img := newCountedImage(base)
+			res, err := cachedBuild(t, cache, tt.df, img)
+			if err != nil {
+				t.Fatalf("build: %v", err)
+			}
+			if n := img.total(); n != 0 {
+				t.Errorf("build read the base layers %d times", n)
+			}
+			got := flatten(t, res.Image)
+			want := "file original\n/bin/ls\n644 0\n644 0\n/home/app 00644 0:0"
+			if got["out"] != want {
+				t.Errorf("/out = %q, want %q", got["out"], want)
+			}
+		})
+	}
+	if d := diffSummaries(want, summary(cached)); len(d) > 0 {
+		t.Errorf("cached root file system changed:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+func TestBaseCacheConcurrentBuilds(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	base := newCountedImage(testbed.BusyboxImage(t))
+	cache := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = cachedBuild(t, cache, fmt.Sprintf("FROM busybox\nRUN echo %d > /n\n", i), base)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("build %d: %v", i, err)
+		}
+	}
+	// One build extracts, the others wait for its entry and copy it.
+	if n := base.total(); n != 1 {
+		t.Errorf("base layer read %d times, want 1", n)
+	}
+	if got := cacheEntries(t, cache); len(got) != 1 {
+		t.Errorf("cache entries = %v, want one", got)
+	}
+	if left := leftovers(t, cache); len(left) != 0 {
+		t.Errorf("cache dir keeps %v", left)
+	}
+}
+
+func TestBaseCachePrefix(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	busybox := testbed.BusyboxImage(t)
+	cache := t.TempDir()
+	if _, err := cachedBuild(t, cache, "FROM busybox\nRUN true\n", busybox); err != nil {
+		t.Fatalf("first build: %v", err)
+	}
+	// A base made of the busybox layer plus one more: only the new layer
+	// is read, on top of a copy of the cached busybox.
+	extra := tarLayer(t, []tarFile{{name: "etc", dir: true}, {name: "etc/extra", body: "extra"}})
+	two, err := mutate.AppendLayers(busybox, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := newCountedImage(two)
+	res, err := cachedBuild(t, cache, "FROM busybox\nRUN cat /etc/extra > /out && ls /bin/sh >> /out\n", img)
+	if err != nil {
+		t.Fatalf("build on two layers: %v", err)
+	}
+	if n := img.reads[0].Load(); n != 0 {
+		t.Errorf("cached first layer read %d times", n)
+	}
+	if n := img.reads[1].Load(); n != 1 {
+		t.Errorf("second layer read %d times, want 1", n)
+	}
+	if got, want := flatten(t, res.Image)["out"], "file extra/bin/sh 00644 0:0"; got != want {
+		t.Errorf("/out = %q, want %q", got, want)
+	}
+	if got := cacheEntries(t, cache); len(got) != 2 {
+		t.Errorf("cache entries = %v, want two (one per chain)", got)
+	}
+}
+
+// failingLayer's stream breaks after n bytes.
+type failingLayer struct {
+	v1.Layer
+	n int64
+}
+
+func (l failingLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, l.n), iotest.ErrReader(errors.New("connection reset"))), rc}, nil
+}
+
+func TestBaseCacheBrokenLayer(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	busybox, err := testbed.BusyboxImage(t).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := tarLayer(t, []tarFile{{name: "etc", dir: true}, {name: "etc/extra", body: "extra"}})
+	tests := []struct {
+		name   string
+		layers []v1.Layer
+	}{
+		{name: "first layer", layers: []v1.Layer{failingLayer{Layer: busybox[0], n: 100 << 10}, small}},
+		{name: "last layer", layers: []v1.Layer{busybox[0], failingLayer{Layer: small, n: 512}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cache := t.TempDir()
+			c := newBaseCache(cache)
+			_, _, err := c.materialize(context.Background(), t.TempDir(), tt.layers)
+			if err == nil || !strings.Contains(err.Error(), "connection reset") {
+				t.Fatalf("error = %v, want the layer's", err)
+			}
+			if !errors.As(err, new(*extractError)) {
+				t.Errorf("error %v is not an extraction error", err)
+			}
+			if got := cacheEntries(t, cache); len(got) != 0 {
+				t.Errorf("cache entries = %v, want none", got)
+			}
+			if left := leftovers(t, cache); len(left) != 0 {
+				t.Errorf("cache dir keeps %v", left)
+			}
+		})
+	}
+}
+
+func TestBaseCacheHostileLayer(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	hostile := tarLayer(t, []tarFile{{name: "../escape", body: "x"}})
+	img, err := mutate.AppendLayers(testbed.BusyboxImage(t), hostile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := hostile.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	_, err = cachedBuild(t, cache, "FROM busybox\nRUN true\n", img)
+	if err == nil || !strings.Contains(err.Error(), "layer "+digest.String()+": entry \"../escape\"") {
+		t.Fatalf("error = %v, want one naming the layer and the entry", err)
+	}
+	if strings.Contains(err.Error(), "cache unavailable") {
+		t.Errorf("the hostile layer was extracted a second time without the cache:\n%v", err)
+	}
+	if got := cacheEntries(t, cache); len(got) != 0 {
+		t.Errorf("cache entries = %v, want none", got)
+	}
+	if left := leftovers(t, cache); len(left) != 0 {
+		t.Errorf("cache dir keeps %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(cache), "escape")); err == nil {
+		t.Error("the hostile layer wrote outside the root file system")
+	}
+}
+
+func TestWithoutRootFSCache(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	img := newCountedImage(testbed.BusyboxImage(t))
+	cache := t.TempDir()
+	for i := range 2 {
+		src := &memSource{images: map[string]v1.Image{"busybox": img}}
+		_, err := Build(context.Background(), fixture{dockerfile: "FROM busybox\nRUN echo ok > /ok\n"}.request(t),
+			WithImageSource(src), WithCacheDir(cache), WithoutRootFSCache())
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cache, rootfsCacheDir)); err == nil {
+		t.Error("root file system cache made with WithoutRootFSCache")
+	}
+	if n := img.total(); n != 2 {
+		t.Errorf("base layer read %d times by two builds, want 2", n)
+	}
+}
