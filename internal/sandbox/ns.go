@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -18,26 +17,23 @@ import (
 // unshare a mount namespace and mount in it. The probe runs on a dedicated
 // OS thread that dies afterwards, so it leaves nothing behind.
 func Detect() Mode {
-	ch := make(chan Mode, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread's namespace dies with it
+	mode := ModeChroot
+	onDisposableThread(func(tainted *bool) {
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			ch <- ModeChroot
 			return
 		}
+		*tainted = true // the thread's namespace dies with it
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			ch <- ModeChroot
 			return
 		}
 		dir := os.TempDir()
 		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4k"); err != nil {
-			ch <- ModeChroot
 			return
 		}
 		_ = unix.Unmount(dir, unix.MNT_DETACH) //nolint:errcheck // private namespace, dies with the thread
-		ch <- ModeNamespaces
-	}()
-	return <-ch
+		mode = ModeNamespaces
+	})
+	return mode
 }
 
 // devices are the character devices of the minimal /dev.

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,17 +46,10 @@ func (r *runner) run() (Result, error) {
 		res Result
 		err error
 	}
-	ch := make(chan outcome, 1)
-	go func() {
-		runtime.LockOSThread()
-		tainted := false
-		res, err := r.locked(&tainted)
-		if !tainted {
-			runtime.UnlockOSThread()
-		}
-		ch <- outcome{res, err}
-	}()
-	o := <-ch
+	var o outcome
+	onDisposableThread(func(tainted *bool) {
+		o.res, o.err = r.locked(tainted)
+	})
 	return o.res, o.err
 }
 
