@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -897,5 +898,27 @@ func TestBuildStepInstructionText(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("step texts:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestBuildWarnsAboutUnknownChownNames(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	src := &memSource{images: map[string]v1.Image{"base": baseImage(t, nil, nil)}}
+	fx := fixture{dockerfile: "FROM base\nCOPY --chown=ghost:nogroup a /a\nCOPY --chown=app a /b\n", files: map[string]string{"a": "A"}}
+	if _, err := Build(context.Background(), fx.request(t), WithImageSource(src), WithLogger(logger)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Dockerfile:2: --chown=ghost:nogroup: user ghost not found",
+		"Dockerfile:2: --chown=ghost:nogroup: group nogroup not found",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "--chown=app") {
+		t.Errorf("a known user was warned about:\n%s", logs.String())
 	}
 }

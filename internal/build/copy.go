@@ -73,9 +73,14 @@ func (st *stageState) copy(ctx context.Context, cmd dockerfile.Command, spec cop
 	}
 	var owner *copier.Owner
 	if spec.chown != "" {
-		uid, gid, err := resolveOwner(view, spec.chown)
+		uid, gid, unknown, err := resolveOwner(view, spec.chown)
 		if err != nil {
 			return -1, err
+		}
+		for _, name := range unknown {
+			// BuildKit silently uses 0 here; say so, it is rarely meant.
+			st.b.opts.logger.Warn(fmt.Sprintf("%s: --chown=%s: %s not found in the stage's /etc/passwd or /etc/group; using 0 as BuildKit does",
+				cmd.Location, spec.chown, name))
 		}
 		owner = &copier.Owner{UID: uid, GID: gid}
 	}

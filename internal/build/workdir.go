@@ -80,7 +80,7 @@ func (st *stageState) mkdirEntries(dir string) ([]layer.Entry, error) {
 	if len(created) == 0 {
 		return nil, nil
 	}
-	uid, gid, err := resolveOwner(view, st.cfg.Config.User)
+	uid, gid, _, err := resolveOwner(view, st.cfg.Config.User)
 	if err != nil {
 		return nil, fmt.Errorf("creating working directory %s: %w", dir, err)
 	}
@@ -109,10 +109,11 @@ func (b *builder) fileTime() time.Time {
 
 // resolveOwner resolves a USER or --chown value ("user[:group]", names or
 // numbers) against fsys as BuildKit does: a user name sets the user's
-// primary group too; an unknown name resolves to 0 (BuildKit does not fail).
-func resolveOwner(fsys fs.FS, spec string) (uid, gid int, err error) {
+// primary group too; an unknown name resolves to 0 (BuildKit does not fail),
+// and is returned in unknown so that the caller can warn.
+func resolveOwner(fsys fs.FS, spec string) (uid, gid int, unknown []string, err error) {
 	if spec == "" {
-		return 0, 0, nil
+		return 0, 0, nil, nil
 	}
 	user, group, hasGroup := strings.Cut(spec, ":")
 	if id, ok := parseID(user); ok {
@@ -123,7 +124,9 @@ func resolveOwner(fsys fs.FS, spec string) (uid, gid int, err error) {
 		case err == nil:
 			uid, gid = u.UID, u.GID
 		case !notFound(err):
-			return 0, 0, fmt.Errorf("looking up user %s: %w", user, err)
+			return 0, 0, nil, fmt.Errorf("looking up user %s: %w", user, err)
+		default:
+			unknown = append(unknown, "user "+user)
 		}
 	}
 	if hasGroup {
@@ -135,11 +138,13 @@ func resolveOwner(fsys fs.FS, spec string) (uid, gid int, err error) {
 			case err == nil:
 				gid = g
 			case !notFound(err):
-				return 0, 0, fmt.Errorf("looking up group %s: %w", group, err)
+				return 0, 0, nil, fmt.Errorf("looking up group %s: %w", group, err)
+			default:
+				unknown = append(unknown, "group "+group)
 			}
 		}
 	}
-	return uid, gid, nil
+	return uid, gid, unknown, nil
 }
 
 func parseID(s string) (int, bool) {
