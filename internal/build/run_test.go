@@ -23,12 +23,17 @@ import (
 	"github.com/intesys/ship-action/internal/testbed"
 )
 
-// requireRoot skips RUN tests where chroot is not permitted.
+// requireRoot skips RUN tests where chroot is not permitted; under CI=true
+// (where .ci/run runs as root) it fails instead.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("RUN needs root (chroot)")
+	if os.Geteuid() == 0 {
+		return
 	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("RUN needs root (chroot) and CI=true runs as root")
+	}
+	t.Skip("RUN needs root (chroot)")
 }
 
 // runBuild builds f on the hermetic busybox image ("busybox") with a

@@ -76,9 +76,7 @@ func TestAgainstBuildKit(t *testing.T) {
 			t.Skip(what)
 		}
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("the local RUN chowns files: run as root")
-	}
+	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

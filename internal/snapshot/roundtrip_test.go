@@ -68,9 +68,7 @@ func roundTripChange(t testing.TB, d string) {
 // checks that the result is the changed tree.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("snapshot tests chown files: run them as root")
-	}
+	requireRoot(t)
 	for _, tt := range []struct {
 		name string
 		opts []Option
