@@ -285,14 +285,14 @@ func TestRun(t *testing.T) {
 	}, {
 		name:    "working directory created",
 		script:  "pwd; touch here",
-		spec:    func(_ *testing.T, s *Spec) { s.Dir = "/work/sub" },
-		changes: []string{".", "work", "work/sub", "work/sub/here"},
+		spec:    func(_ *testing.T, s *Spec) { s.Dir = "/srv/app/sub" },
+		changes: []string{".", "srv", "srv/app", "srv/app/sub", "srv/app/sub/here"},
 		check: func(t *testing.T, _ Mode, root, stdout, stderr string, err error) {
 			wantOK(t, err, stderr)
-			if stdout != "/work/sub\n" {
+			if stdout != "/srv/app/sub\n" {
 				t.Fatalf("pwd = %q", stdout)
 			}
-			fi, err := os.Stat(filepath.Join(root, "work/sub"))
+			fi, err := os.Stat(filepath.Join(root, "srv/app/sub"))
 			if err != nil || fi.Mode().Perm() != 0o755 {
 				t.Fatalf("workdir: %v %v", fi, err)
 			}
