@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -197,7 +198,7 @@ func (st *stageState) bindSource(ctx context.Context, m *instructions.Mount) (st
 		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
 	}
 	cleanup := func() { _ = os.RemoveAll(dir) }
-	if err := applyEntries(ctx, dir, entries, st.b.tmpDir); err != nil {
+	if err := applyEntries(ctx, dir, entries); err != nil {
 		cleanup()
 		return "", false, nil, fmt.Errorf("preparing bind mount of %s: %w", src, err)
 	}
@@ -211,17 +212,12 @@ func (st *stageState) bindSource(ctx context.Context, m *instructions.Mount) (st
 	return dir, false, cleanup, nil
 }
 
-// applyEntries writes layer entries into dir.
-func applyEntries(ctx context.Context, dir string, entries []layer.Entry, tmp string) error {
-	l, err := layer.New(ctx, entries, layer.WithTempDir(tmp))
-	if err != nil {
-		return err
-	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	_, err = rootfs.Apply(ctx, dir, rc)
+// applyEntries writes layer entries into dir, streaming their tar straight
+// into the extractor (no compression: nothing is kept).
+func applyEntries(ctx context.Context, dir string, entries []layer.Entry) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(layer.WriteTar(ctx, pw, entries)) }()
+	_, err := rootfs.Apply(ctx, dir, pr)
+	pr.CloseWithError(err) // unblocks the writer when Apply stops early
 	return err
 }

@@ -277,28 +277,7 @@ func write(ctx context.Context, entries []prepared, sp *spool, blocks int) (*Lay
 	zw.OS = 255
 
 	uncompHash := &hashCounter{h: sha256.New()}
-	tw := tar.NewWriter(io.MultiWriter(uncompHash, zw))
-	buf := make([]byte, 256<<10)
-	werr := func() error {
-		for _, e := range entries {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := tw.WriteHeader(e.hdr); err != nil {
-				return fmt.Errorf("writing %q: %w", e.hdr.Name, err)
-			}
-			if e.hdr.Size == 0 {
-				continue
-			}
-			if err := copyContent(ctx, tw, e, buf); err != nil {
-				return err
-			}
-		}
-		if err := tw.Close(); err != nil {
-			return fmt.Errorf("closing tar: %w", err)
-		}
-		return nil
-	}()
+	werr := writeTar(ctx, io.MultiWriter(uncompHash, zw), entries)
 	cerr := zw.Close()
 	if werr != nil {
 		return nil, fmt.Errorf("writing layer: %w", werr)
@@ -322,6 +301,47 @@ func write(ctx context.Context, entries []prepared, sp *spool, blocks int) (*Lay
 		l.mem = nil
 	}
 	return l, nil
+}
+
+// WriteTar writes entries as an uncompressed tar stream to w, prepared and
+// ordered exactly as New writes them (epoch clamping included), for callers
+// that unpack the entries at once and need no layer.
+func WriteTar(ctx context.Context, w io.Writer, entries []Entry, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return fmt.Errorf("configuring tar: %w", err)
+		}
+	}
+	sorted, err := prepare(entries, o.epoch)
+	if err != nil {
+		return err
+	}
+	return writeTar(ctx, w, sorted)
+}
+
+// writeTar writes the tar stream of prepared entries to w.
+func writeTar(ctx context.Context, w io.Writer, entries []prepared) error {
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 256<<10)
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(e.hdr); err != nil {
+			return fmt.Errorf("writing %q: %w", e.hdr.Name, err)
+		}
+		if e.hdr.Size == 0 {
+			continue
+		}
+		if err := copyContent(ctx, tw, e, buf); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("closing tar: %w", err)
+	}
+	return nil
 }
 
 func copyContent(ctx context.Context, w io.Writer, e prepared, buf []byte) error {

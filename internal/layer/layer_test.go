@@ -528,3 +528,22 @@ func BenchmarkNew(b *testing.B) {
 		}
 	}
 }
+
+// WriteTar is New's tar stream without the compression: callers that unpack
+// entries at once get exactly what the layer would hold.
+func TestWriteTarIsTheLayersTar(t *testing.T) {
+	t.Parallel()
+	epoch := WithEpoch(time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := must(New(context.Background(), sample(), epoch))
+	want := readAll(t, l.Uncompressed)
+	var got bytes.Buffer
+	if err := WriteTar(context.Background(), &got, sample(), epoch); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("WriteTar wrote %d bytes, the layer's tar has %d; they differ", got.Len(), len(want))
+	}
+	if err := WriteTar(context.Background(), io.Discard, []Entry{file("../x", "x", 0o644)}); err == nil {
+		t.Error("WriteTar accepted a name with ..")
+	}
+}
