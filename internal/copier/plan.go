@@ -524,10 +524,6 @@ func (p *planner) isDir(dir string) (bool, error) {
 	return p.targetIsDir(dir)
 }
 
-func isNotDir(err error) bool {
-	return errors.Is(err, syscall.ENOTDIR)
-}
-
 // createdDirMode is the mode of the directories a COPY creates: BuildKit uses
 // the --chmod value for them (permission bits only), else 0755.
 func (p *planner) createdDirMode() int64 {

@@ -85,14 +85,6 @@ func WithoutDevices() ExtractOption {
 	}
 }
 
-// withMaxSparse is a test hook: the largest logical size of a sparse entry.
-func withMaxSparse(n int64) ExtractOption {
-	return func(o *extractOptions) error {
-		o.maxSparse = n
-		return nil
-	}
-}
-
 // withConcurrency is a test hook: how many layers Extract fetches at a time.
 func withConcurrency(n int) ExtractOption {
 	return func(o *extractOptions) error {

@@ -416,7 +416,6 @@ type confinement struct {
 	sentinelDir        string
 	sentinel, rel      string // absolute path; relative to dir
 	before             string
-	sentinelDirEntries int
 }
 
 func newConfinement(t *testing.T) *confinement {
