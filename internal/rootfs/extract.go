@@ -52,12 +52,11 @@ type ExtractOption func(*extractOptions) error
 type extractOptions struct {
 	layerName   string
 	noDevices   bool
-	maxSparse   int64
 	concurrency int
 }
 
 func newExtractOptions(opts []ExtractOption) (*extractOptions, error) {
-	o := &extractOptions{maxSparse: defaultMaxSparse, concurrency: defaultConcurrency}
+	o := &extractOptions{concurrency: defaultConcurrency}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -315,8 +314,8 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 			return nil // a link to itself: nothing to do
 		}
 	}
-	if sparse(hdr) && hdr.Size > a.opts.maxSparse {
-		return fmt.Errorf("sparse file of %d bytes (at most %d): %w", hdr.Size, a.opts.maxSparse, errTooBig)
+	if sparse(hdr) && hdr.Size > defaultMaxSparse {
+		return fmt.Errorf("sparse file of %d bytes (at most %d): %w", hdr.Size, int64(defaultMaxSparse), errTooBig)
 	}
 
 	// Remove what is there unless both are directories.

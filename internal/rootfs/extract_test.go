@@ -412,10 +412,10 @@ func dropCapMknod(t *testing.T) {
 // confinement is a root file system directory alone in its parent, and a
 // sentinel file elsewhere that hostile layers aim at.
 type confinement struct {
-	parent, dir        string
-	sentinelDir        string
-	sentinel, rel      string // absolute path; relative to dir
-	before             string
+	parent, dir   string
+	sentinelDir   string
+	sentinel, rel string // absolute path; relative to dir
+	before        string
 }
 
 func newConfinement(t *testing.T) *confinement {
