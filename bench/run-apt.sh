@@ -33,39 +33,16 @@ SHIP=$OUT/bin/ship
 command -v "$BUILDAH" >/dev/null || { echo "buildah missing (apt-get install -y buildah)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time missing (apt-get install -y time)" >&2; exit 1; }
 
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
 echo "== registry"
-PORT=${BENCH_PORT:-5056}
-REG=127.0.0.1:$PORT
+start_registry "${BENCH_PORT:-5056}"
 WORK=$(mktemp -d)
-cat >"$WORK/config.yml" <<CFG
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $WORK/data}, delete: {enabled: true}}
-http: {addr: $REG}
-CFG
-/usr/bin/docker-registry serve "$WORK/config.yml" >"$WORK/log" 2>&1 &
-REGPID=$!
-cleanup() {
-	kill "$REGPID" 2>/dev/null || true
-	"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+trap 'stop_registry; rm -rf "$WORK"' EXIT
 
 echo "== Debian base"
-if [[ ! -f $OUT/debian-rootfs/etc/debian_version ]]; then
-	rm -rf "$OUT/debian-rootfs" "$OUT/debian-rootfs.tmp"
-	debootstrap --variant=minbase bookworm "$OUT/debian-rootfs.tmp" http://deb.debian.org/debian >"$OUT/debootstrap.log"
-	mv "$OUT/debian-rootfs.tmp" "$OUT/debian-rootfs"
-fi
-BASE=$REG/bench/debian:bookworm
-# A file unique to this invocation makes the base layer new to dockerd, so no
-# image left from an earlier run can satisfy BuildKit's pull.
-head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/debian-rootfs/etc/ship-bench-id"
-tar -C "$OUT/debian-rootfs" --numeric-owner -c . | "$DOCKER" import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["bash"]' - "$BASE" >/dev/null
-"$DOCKER" push -q "$BASE" >/dev/null
-"$DOCKER" rmi -f "$BASE" >/dev/null
+push_debian_base
 
 echo "== app context"
 CTX=$OUT/ctx-apt

@@ -25,33 +25,14 @@ if [[ ! -x $OUT/bin/crane ]]; then
 fi
 SHIP=$OUT/bin/ship CRANE=$OUT/bin/crane
 
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
 echo "== registry"
-PORT=${BENCH_PORT:-5055}
-REG=127.0.0.1:$PORT
-REGDIR=$(mktemp -d)
-cat >"$REGDIR/config.yml" <<CFG
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $REGDIR/data}, delete: {enabled: true}}
-http: {addr: $REG}
-CFG
-/usr/bin/docker-registry serve "$REGDIR/config.yml" >"$REGDIR/log" 2>&1 &
-REGPID=$!
-trap 'kill $REGPID 2>/dev/null || true; rm -rf "$REGDIR"' EXIT
-for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+start_registry "${BENCH_PORT:-5055}"
 
 echo "== Debian base"
-if [[ ! -f $OUT/debian-rootfs/etc/debian_version ]]; then
-	rm -rf "$OUT/debian-rootfs"
-	debootstrap --variant=minbase bookworm "$OUT/debian-rootfs" http://deb.debian.org/debian >"$OUT/debootstrap.log"
-fi
-BASE=$REG/bench/debian:bookworm
-# A file unique to this invocation makes the base layer new to dockerd, so no
-# image left from an earlier run can satisfy BuildKit's pull.
-head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/debian-rootfs/etc/ship-bench-id"
-tar -C "$OUT/debian-rootfs" --numeric-owner -c . | "$DOCKER" import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["bash"]' - "$BASE" >/dev/null
-"$DOCKER" push -q "$BASE" >/dev/null
-"$DOCKER" rmi -f "$BASE" >/dev/null
+push_debian_base
 
 echo "== app context (100 files, ~2 MB)"
 CTX=$OUT/ctx
