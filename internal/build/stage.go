@@ -206,8 +206,8 @@ func emptyConfig(p v1.Platform) *v1.ConfigFile {
 // drop their quotes. Continuation whitespace is folded to one space.
 func (st *stageState) instructionText(cmd dockerfile.Command) string {
 	text := strings.Join(strings.Fields(cmd.Original), " ")
-	kw, args, _ := strings.Cut(text, " ")
-	if expandsVariables(kw) && strings.Contains(text, "$") && !strings.HasPrefix(strings.TrimSpace(args), "[") {
+	_, args, _ := strings.Cut(text, " ")
+	if expandsVariables(cmd) && strings.Contains(text, "$") && !strings.HasPrefix(strings.TrimSpace(args), "[") {
 		if w, err := st.b.df.ExpandWord(text, st.env); err == nil {
 			text = w
 		}
@@ -224,11 +224,12 @@ func (st *stageState) instructionText(cmd dockerfile.Command) string {
 }
 
 // expandsVariables reports whether BuildKit substitutes ARG and ENV values
-// in an instruction (RUN, CMD, ENTRYPOINT and HEALTHCHECK leave them to the
-// shell at run time).
-func expandsVariables(keyword string) bool {
-	switch strings.ToUpper(keyword) {
-	case "ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR", "ARG":
+// in an instruction, as its instructions package marks them (RUN, CMD,
+// ENTRYPOINT and HEALTHCHECK leave them to the shell at run time); an ARG
+// shows its default expanded.
+func expandsVariables(cmd dockerfile.Command) bool {
+	switch cmd.Command.(type) {
+	case instructions.SupportsSingleWordExpansion, *instructions.ArgCommand:
 		return true
 	}
 	return false
