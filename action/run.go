@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 
 	base := o.logger
 	if base == nil {
-		base = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		base = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env)}))
 	}
 	log := slog.New(&redactHandler{next: base.Handler(), secrets: sec})
 
@@ -291,4 +291,14 @@ func protect(f func()) (err error) {
 	}()
 	f()
 	return nil
+}
+
+// logLevel is Debug when the CI system's debug logging is on (GitHub's
+// RUNNER_DEBUG=1, GitLab's CI_DEBUG_TRACE=true) or SHIP_DEBUG is set, and
+// Info otherwise.
+func logLevel(env func(string) string) slog.Level {
+	if env("RUNNER_DEBUG") == "1" || env("CI_DEBUG_TRACE") == "true" || env("SHIP_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }

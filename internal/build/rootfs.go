@@ -110,6 +110,10 @@ func (st *stageState) removeRoot() {
 	if st.root == "" {
 		return
 	}
+	if st.dirView != nil {
+		_ = st.dirView.Close()
+		st.dirView = nil
+	}
 	if err := os.RemoveAll(st.root); err != nil {
 		st.b.opts.logger.Warn("removing root file system directory", "dir", st.root, "err", err)
 	}

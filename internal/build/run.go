@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -94,10 +95,12 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	for _, m := range mounts.list {
 		ignore = append(ignore, strings.TrimPrefix(m.Target, "/"))
 	}
+	t0 := time.Now()
 	snap, err := snapshot.Take(ctx, root, snapshot.WithIgnore(ignore...), snapshot.WithContentHash())
 	if err != nil {
 		return -1, fmt.Errorf("taking snapshot of root file system: %w", err)
 	}
+	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "duration", time.Since(t0))
 
 	// As runc, create the mount points /proc, /dev and /sys when the
 	// image lacks them: BuildKit's layer has them as empty directories.
@@ -122,8 +125,10 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		Stderr:  out,
 	}
 	st.b.opts.logger.Debug("running", "stage", st.s.DisplayName(), "args", args, "user", fmt.Sprintf("%d:%d", uid, gid), "dir", wd)
+	t0 = time.Now()
 	res, runErr := sandbox.Run(st.b.runCtx, spec, sandbox.WithMode(mode), sandbox.WithLogger(st.b.opts.logger))
 	out.flush()
+	st.b.opts.logger.Debug("RUN finished", "stage", st.s.DisplayName(), "duration", time.Since(t0))
 	if runErr != nil {
 		if err := ctx.Err(); err != nil {
 			return -1, err
@@ -145,15 +150,19 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		return -1, fmt.Errorf("running %s: %w", strings.Join(args, " "), runErr)
 	}
 
+	t0 = time.Now()
 	entries, err := snap.Diff(ctx, root, snapshot.WithIgnore(res.SandboxPaths()...))
 	if err != nil {
 		return -1, fmt.Errorf("finding what RUN changed: %w", err)
 	}
+	st.b.opts.logger.Debug("RUN changes found", "stage", st.s.DisplayName(), "entries", len(entries), "duration", time.Since(t0))
 	entries = append(entries, stubs...)
+	t0 = time.Now()
 	size, err := st.appendLayer(ctx, entries, false)
 	if err != nil {
 		return -1, err
 	}
+	st.b.opts.logger.Debug("layer written", "stage", st.s.DisplayName(), "size", size, "duration", time.Since(t0))
 	st.commitWith("RUN "+runCommandString(args, st.args, st.env), true, true)
 	return size, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/intesys/ship-action/internal/dockerfile"
+	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // historyComment is the comment BuildKit's Dockerfile frontend writes on
@@ -44,8 +46,9 @@ type stageState struct {
 	cmdSet   bool // CMD was given in this stage (ENTRYPOINT keeps it then)
 	base     baseInfo
 	view     *stageFS
-	root     string     // the extracted root file system, "" until a RUN needs it
-	args     []buildArg // the ARGs in scope, for RUN's history
+	dirView  *rootfs.DirView // of root, opened on first use
+	root     string          // the extracted root file system, "" until a RUN needs it
+	args     []buildArg      // the ARGs in scope, for RUN's history
 }
 
 func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
@@ -263,8 +266,30 @@ func (b *builder) now() v1.Time {
 	return v1.Time{Time: time.Now().UTC().Truncate(time.Millisecond)}
 }
 
-// rootView returns a lazy view of the stage's current file system.
-func (st *stageState) rootView() (*stageFS, error) {
+// stageView is the stage's file system as COPY, ADD, WORKDIR and --chown
+// read it: a *stageFS over the layers, or a *rootfs.DirView of the root
+// file system directory once a RUN made one.
+type stageView interface {
+	fs.StatFS
+	fs.ReadLinkFS
+	fs.ReadFileFS
+	fs.ReadDirFS
+}
+
+// rootView returns a view of the stage's current file system: its root
+// file system directory when it has one (kept equal to the image by
+// syncRoot; looking there reads no layer), else a lazy view of its layers.
+func (st *stageState) rootView() (stageView, error) {
+	if st.root != "" {
+		if st.dirView == nil {
+			d, err := rootfs.NewDirView(st.root)
+			if err != nil {
+				return nil, err
+			}
+			st.dirView = d
+		}
+		return st.dirView, nil
+	}
 	if st.view == nil {
 		v, err := newStageFS(st.img, st.base)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/patternmatcher"
 
 	"github.com/intesys/ship-action/internal/layer"
+	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // defaultDirMode is the mode BuildKit gives the directories it creates.
@@ -741,7 +742,8 @@ func (p *planner) entryFor(src, target string, fi fs.FileInfo) (layer.Entry, err
 
 // linkKey identifies the file behind a hard link: device and inode on a
 // local file system, the link target's path in an image file system whose
-// Sys() is a *tar.Header. "" when the file has a single name.
+// Sys() is a *tar.Header (or the rootfs.PAXInode record of a DirView).
+// "" when the file has a single name.
 func linkKey(fi fs.FileInfo, src string) string {
 	switch sys := fi.Sys().(type) {
 	case *syscall.Stat_t:
@@ -749,6 +751,9 @@ func linkKey(fi fs.FileInfo, src string) string {
 			return fmt.Sprintf("inode:%d:%d", sys.Dev, sys.Ino)
 		}
 	case *tar.Header:
+		if ino, ok := sys.PAXRecords[rootfs.PAXInode]; ok {
+			return "inode:" + ino
+		}
 		if sys.Typeflag == tar.TypeLink {
 			return "tar:" + strings.TrimPrefix(path.Clean("/"+sys.Linkname), "/")
 		}

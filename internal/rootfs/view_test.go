@@ -41,7 +41,7 @@ func sym(name, target string) layer.Entry {
 }
 
 func hard(name, target string) layer.Entry {
-	return layer.Entry{Header: &tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, ModTime: mtime}}
+	return layer.Entry{Header: &tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o644, ModTime: mtime}}
 }
 
 func wh(name string) layer.Entry { return reg(name, "", 0, 0) }
@@ -161,8 +161,8 @@ func fixtureWith(t testing.TB, broken bool) *countingImage {
 			dir("repl", 0o755),
 			reg("repl/c", "c", 0o644, 0),
 			reg("big", bigContent, 0o644, 0),
-			dir("data", 0o755),
-			hard("data/hard", "etc/os-release"),
+			dir("var", 0o755),
+			hard("var/hard", "etc/os-release"),
 		),
 		[]layer.Entry{ // 1
 			wh(".wh.gone"),
@@ -188,7 +188,7 @@ func TestViewFSTest(t *testing.T) {
 	v := NewView(fixtureWith(t, false))
 	if err := fstest.TestFS(v,
 		"etc/passwd", "etc/group", "etc/os-release", "etc/motd", "bin/su", "tmp", "usr/lib/libc.so",
-		"lib", "abs", "escape", "old/b", "opq/z", "repl", "implicit/deep/file", "big", "data/hard", "app/main.py",
+		"lib", "abs", "escape", "old/b", "opq/z", "repl", "implicit/deep/file", "big", "var/hard", "app/main.py",
 	); err != nil {
 		t.Error(err)
 	}
@@ -208,7 +208,7 @@ func TestViewLookups(t *testing.T) {
 		{name: "abs", content: passwd},
 		{name: "escape", content: passwd},
 		{name: "usr/up/os-release", content: "ID=debian\n"},
-		{name: "data/hard", content: "ID=debian\n"},
+		{name: "var/hard", content: "ID=debian\n"},
 		{name: "big", content: bigContent},
 		{name: "repl", content: "now a file"},
 		{name: "implicit/deep/file", content: "no parent entries"},
@@ -285,8 +285,8 @@ func TestViewMetadata(t *testing.T) {
 		{name: "lib", mode: fs.ModeDir | 0o755, typ: tar.TypeDir},
 		{name: "lib", lstat: true, mode: fs.ModeSymlink | 0o777, typ: tar.TypeSymlink, linkname: "usr/lib"},
 		{name: "abs", lstat: true, mode: fs.ModeSymlink | 0o777, typ: tar.TypeSymlink, linkname: "/etc/passwd"},
-		{name: "data/hard", mode: 0o644, typ: tar.TypeLink, linkname: "etc/os-release"},
-		{name: "data/hard", lstat: true, mode: 0o644, typ: tar.TypeLink, linkname: "etc/os-release"},
+		{name: "var/hard", mode: 0o644, typ: tar.TypeLink, linkname: "etc/os-release"},
+		{name: "var/hard", lstat: true, mode: 0o644, typ: tar.TypeLink, linkname: "etc/os-release"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,7 +347,7 @@ func TestViewReadDir(t *testing.T) {
 		name string
 		want string
 	}{
-		{".", "abs app big bin dangling data escape etc implicit lib loop1 loop2 old opq repl tmp usr"},
+		{".", "abs app big bin dangling escape etc implicit lib loop1 loop2 old opq repl tmp usr var"},
 		{"etc", "group motd os-release passwd"},
 		{"old", "b"},
 		{"opq", "z"},

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/intesys/ship-action/internal/layer"
 )
 
@@ -113,7 +115,32 @@ func TestAgainstBuildKit(t *testing.T) {
 	must(t, err)
 	got := renderEntries(t, entries)
 	if !slices.Equal(got, want) {
-		t.Errorf("layers differ\n got %q\nwant %q", got, want)
+		t.Errorf("Diff: layers differ\n got %q\nwant %q", got, want)
+	}
+
+	// Through an overlay mount, read from its upper directory.
+	tmp, err := os.MkdirTemp("", "buildkit-upper-")
+	must(t, err)
+	defer os.RemoveAll(tmp)
+	lower, upper, work, merged := filepath.Join(tmp, "l"), filepath.Join(tmp, "u"), filepath.Join(tmp, "w"), filepath.Join(tmp, "m")
+	for _, d := range []string{lower, upper, work, merged} {
+		must(t, os.Mkdir(d, 0o755))
+	}
+	writeScenario(t, filepath.Join(lower, "s"))
+	must(t, unix.Mount("overlay", merged, "overlay", 0,
+		"lowerdir="+lower+",upperdir="+upper+",workdir="+work+",redirect_dir=off,metacopy=off,index=off"))
+	run = exec.CommandContext(ctx, busybox, "sh", "-c", "set -e; cd s; "+strings.Join(buildkitScenario.run, "; "))
+	run.Dir = merged
+	run.Env = []string{"PATH=/nonexistent"}
+	msg, err := run.CombinedOutput()
+	must(t, unix.Unmount(merged, 0))
+	if err != nil {
+		t.Fatalf("running the scenario on an overlay: %v\n%s", err, msg)
+	}
+	entries, err = DiffUpper(ctx, upper, lower)
+	must(t, err)
+	if got := renderEntries(t, entries); !slices.Equal(got, want) {
+		t.Errorf("DiffUpper: layers differ\n got %q\nwant %q", got, want)
 	}
 }
 

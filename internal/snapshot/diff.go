@@ -100,7 +100,7 @@ func (s *Snapshot) Diff(ctx context.Context, dir string, opts ...Option) ([]laye
 		if !emit[c.rel] {
 			continue
 		}
-		e, err := s.entry(dir, c.rel, c.r)
+		e, err := entryOf(dir, c.rel, c.r)
 		if err != nil {
 			return nil, fmt.Errorf("comparing %s with its snapshot: %w", dir, err)
 		}
@@ -173,7 +173,7 @@ func (s *Snapshot) changed(old, cur *record, full string) (bool, error) {
 }
 
 // entry returns the layer entry of rel with its current metadata.
-func (s *Snapshot) entry(dir, rel string, r *record) (layer.Entry, error) {
+func entryOf(dir, rel string, r *record) (layer.Entry, error) {
 	h := &tar.Header{
 		Name:    rel,
 		Mode:    int64(r.mode & 07777),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,16 +98,23 @@ func summary(entries []layer.Entry) []string {
 	return out
 }
 
-func TestDiff(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	tests := []struct {
-		name   string
-		base   func(testing.TB, string)
-		change func(testing.TB, string)
-		opts   []Option
-		want   []string
-	}{{
+// diffCase is a base tree, a change to it and the layer entries expected
+// (summarised).
+type diffCase struct {
+	name   string
+	base   func(testing.TB, string)
+	change func(testing.TB, string)
+	opts   []Option
+	want   []string
+	// upperWant, when upperDiffers, is what DiffUpper gives instead: it
+	// always compares contents, as Diff does with WithContentHash.
+	upperWant    []string
+	upperDiffers bool
+}
+
+// diffCases are the cases of TestDiff and TestDiffUpper.
+func diffCases() []diffCase {
+	return []diffCase{{
 		name:   "nothing changed",
 		base:   std,
 		change: func(testing.TB, string) {},
@@ -160,7 +168,8 @@ func TestDiff(t *testing.T) {
 		change: func(t testing.TB, d string) {
 			must(t, os.Chmod(filepath.Join(d, "file"), 0o644))
 		},
-		want: []string{"f file 644 0:0"},
+		want:         []string{"f file 644 0:0"},
+		upperDiffers: true,
 	}, {
 		name: "touched, identical, mtime with nanoseconds: not ambiguous",
 		base: func(t testing.TB, d string) {
@@ -284,10 +293,12 @@ func TestDiff(t *testing.T) {
 		change: func(t testing.TB, d string) { must(t, os.Link(filepath.Join(d, "file"), filepath.Join(d, "a/zz"))) },
 		want:   []string{"d a 755 0:0", "f a/zz 644 0:0"},
 	}, {
-		name:   "hardlink to an ambiguous file without hashes",
-		base:   std,
-		change: func(t testing.TB, d string) { must(t, os.Link(filepath.Join(d, "file"), filepath.Join(d, "a/zz"))) },
-		want:   []string{"d a 755 0:0", "f a/zz 644 0:0", "h file -> a/zz"},
+		name:         "hardlink to an ambiguous file without hashes",
+		base:         std,
+		change:       func(t testing.TB, d string) { must(t, os.Link(filepath.Join(d, "file"), filepath.Join(d, "a/zz"))) },
+		want:         []string{"d a 755 0:0", "f a/zz 644 0:0", "h file -> a/zz"},
+		upperWant:    []string{"d a 755 0:0", "f a/zz 644 0:0"},
+		upperDiffers: true,
 	}, {
 		name: "hardlink to a modified file",
 		base: std,
@@ -331,7 +342,12 @@ func TestDiff(t *testing.T) {
 		name: "rename directory",
 		base: std,
 		change: func(t testing.TB, d string) {
-			must(t, os.Rename(filepath.Join(d, "tree/x"), filepath.Join(d, "tree/v")))
+			// mv, not rename(2): on an overlay without redirect_dir (as
+			// BuildKit mounts it) renaming a lower directory fails with
+			// EXDEV and mv copies instead.
+			if out, err := exec.Command("mv", filepath.Join(d, "tree/x"), filepath.Join(d, "tree/v")).CombinedOutput(); err != nil {
+				t.Fatalf("mv: %v\n%s", err, out)
+			}
 		},
 		want: []string{"d tree 755 0:0", "w tree/.wh.x", "d tree/v 755 0:0", "f tree/v/w 644 0:0", "d tree/v/y 755 0:0", "f tree/v/y/z 644 0:0"},
 	}, {
@@ -368,7 +384,12 @@ func TestDiff(t *testing.T) {
 		change: func(t testing.TB, d string) { must(t, unix.Mkfifo(filepath.Join(d, "fifo"), 0o644)) },
 		want:   []string{"p fifo 644"},
 	}}
-	for _, tt := range tests {
+}
+
+func TestDiff(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	for _, tt := range diffCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -528,4 +549,53 @@ func requireRoot(t *testing.T) {
 		t.Fatal("this test chowns files and must run as root under CI=true")
 	}
 	t.Skip("this test chowns files: run it as root")
+}
+
+// TestDiffUpper applies each change of TestDiff through an overlay mount
+// (lower = the base tree) and expects DiffUpper to find in the upper
+// directory what Diff finds with content hashes.
+func TestDiffUpper(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	for _, tt := range diffCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			// Not t.TempDir: test names hold commas, which end a mount option.
+			tmp, err := os.MkdirTemp("", "diffupper-")
+			must(t, err)
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			lower, upper, work, merged := filepath.Join(tmp, "l"), filepath.Join(tmp, "u"), filepath.Join(tmp, "w"), filepath.Join(tmp, "m")
+			for _, d := range []string{lower, upper, work, merged} {
+				must(t, os.Mkdir(d, 0o755))
+			}
+			tt.base(t, lower)
+			settle()
+			opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=off,metacopy=off,index=off"
+			must(t, unix.Mount("overlay", merged, "overlay", 0, opts))
+			mounted := true
+			defer func() {
+				if mounted {
+					_ = unix.Unmount(merged, unix.MNT_DETACH)
+				}
+			}()
+			tt.change(t, merged)
+			must(t, unix.Unmount(merged, 0))
+			mounted = false
+			entries, err := DiffUpper(ctx, upper, lower, tt.opts...)
+			must(t, err)
+			want := tt.want
+			if tt.upperDiffers {
+				want = tt.upperWant
+			}
+			if got := summary(entries); !slices.Equal(got, want) {
+				t.Errorf("DiffUpper:\n got %q\nwant %q", got, want)
+			}
+			l, err := layer.New(ctx, entries)
+			must(t, err)
+			if _, err := l.Digest(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
