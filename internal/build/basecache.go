@@ -88,50 +88,88 @@ func chainIDs(layers []v1.Layer) ([]v1.Hash, error) {
 }
 
 // materialize fills dst, an empty directory, with the root file system of
-// layers: a copy of the cache entry of their chain, created first (from
-// the longest cached prefix of the chain plus the layers above it, or by
-// extracting them all) when there is none. hit tells whether the entry
-// was there already.
+// layers: a copy of the cache entry of their chain (see entry). hit tells
+// whether the entry was there already.
 func (c *baseCache) materialize(ctx context.Context, dst string, layers []v1.Layer) (rep *rootfs.ExtractReport, hit bool, err error) {
 	if len(layers) == 0 {
 		return &rootfs.ExtractReport{}, false, nil
 	}
-	ids, err := chainIDs(layers)
+	e, err := c.entry(ctx, layers)
 	if err != nil {
 		return nil, false, err
 	}
+	defer e.release()
+	if err := copyTree(ctx, e.root, dst); err != nil {
+		return nil, false, fmt.Errorf("copying cached root file system: %w", err)
+	}
+	return e.rep, e.hit, nil
+}
+
+// cacheEntry is a complete entry of the cache, locked (shared) until
+// release: its root directory must only be read.
+type cacheEntry struct {
+	root string
+	rep  *rootfs.ExtractReport
+	hit  bool // it was there before entry was called
+	lk   *cacheLock
+}
+
+func (e *cacheEntry) release() { e.lk.unlock() }
+
+// entry returns the cache entry of the chain of layers (at least one),
+// creating it first (from the longest cached prefix of the chain plus the
+// layers above it, or by extracting them all) when there is none.
+func (c *baseCache) entry(ctx context.Context, layers []v1.Layer) (*cacheEntry, error) {
+	ids, err := chainIDs(layers)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("creating root file system cache: %w", err)
+		return nil, fmt.Errorf("creating root file system cache: %w", err)
 	}
 	key := ids[len(ids)-1].Hex
+	root := filepath.Join(c.dir, key, entryRoot)
 
 	lk, err := c.lock(ctx, key, unix.LOCK_SH)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	rep, ok, err := c.copyEntry(ctx, key, dst)
+	rep, ok, err := c.readEntry(key)
+	if ok && err == nil {
+		return &cacheEntry{root: root, rep: rep, hit: true, lk: lk}, nil
+	}
 	lk.unlock()
-	if ok || err != nil {
-		return rep, ok, err
+	if err != nil {
+		return nil, err
 	}
 
 	lk, err = c.lock(ctx, key, unix.LOCK_EX)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	defer lk.unlock()
 	// Another build may have created it while this one waited.
-	if rep, ok, err := c.copyEntry(ctx, key, dst); ok || err != nil {
-		return rep, ok, err
+	hit := true
+	rep, ok, err = c.readEntry(key)
+	if err == nil && !ok {
+		hit = false
+		rep, err = c.create(ctx, ids, layers)
 	}
-	rep, err = c.create(ctx, ids, layers, dst)
-	return rep, false, err
+	if err == nil {
+		// Keep it locked for reading only (flock converts the lock).
+		if ferr := unix.Flock(int(lk.f.Fd()), unix.LOCK_SH); ferr != nil {
+			err = fmt.Errorf("locking root file system cache entry: %w", ferr)
+		}
+	}
+	if err != nil {
+		lk.unlock()
+		return nil, err
+	}
+	return &cacheEntry{root: root, rep: rep, hit: hit, lk: lk}, nil
 }
 
 // create writes the entry of the whole chain ids (the caller holds its
-// exclusive lock), then copies it into dst. (Applying each layer stream to
-// both directories at once, through a tee, was no faster on two cores.)
-func (c *baseCache) create(ctx context.Context, ids []v1.Hash, layers []v1.Layer, dst string) (_ *rootfs.ExtractReport, err error) {
+// exclusive lock).
+func (c *baseCache) create(ctx context.Context, ids []v1.Hash, layers []v1.Layer) (_ *rootfs.ExtractReport, err error) {
 	key := ids[len(ids)-1].Hex
 	// Temporary directories of this key left by a build that died while
 	// holding the lock.
@@ -192,12 +230,8 @@ func (c *baseCache) create(ctx context.Context, ids []v1.Hash, layers []v1.Layer
 	if err := os.WriteFile(filepath.Join(tmp, entryReport), data, 0o600); err != nil {
 		return nil, fmt.Errorf("writing root file system cache entry: %w", err)
 	}
-	entry := filepath.Join(c.dir, key)
-	if err := os.Rename(tmp, entry); err != nil {
+	if err := os.Rename(tmp, filepath.Join(c.dir, key)); err != nil {
 		return nil, fmt.Errorf("writing root file system cache entry: %w", err)
-	}
-	if err := copyTree(ctx, filepath.Join(entry, entryRoot), dst); err != nil {
-		return nil, fmt.Errorf("copying cached root file system: %w", err)
 	}
 	return total, nil
 }
@@ -210,12 +244,10 @@ type extractError struct{ err error }
 func (e *extractError) Error() string { return e.err.Error() }
 func (e *extractError) Unwrap() error { return e.err }
 
-// copyEntry copies the root file system of entry key into dst when the
-// entry exists (ok) and returns the report of its extraction. The caller
-// holds the entry's lock.
-func (c *baseCache) copyEntry(ctx context.Context, key, dst string) (rep *rootfs.ExtractReport, ok bool, err error) {
-	dir := filepath.Join(c.dir, key)
-	data, err := os.ReadFile(filepath.Join(dir, entryReport))
+// readEntry reads the report of entry key; ok is false when the entry
+// does not exist (yet). The caller holds the entry's lock.
+func (c *baseCache) readEntry(key string) (rep *rootfs.ExtractReport, ok bool, err error) {
+	data, err := os.ReadFile(filepath.Join(c.dir, key, entryReport))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -226,7 +258,18 @@ func (c *baseCache) copyEntry(ctx context.Context, key, dst string) (rep *rootfs
 	if err := json.Unmarshal(data, rep); err != nil {
 		return nil, false, fmt.Errorf("reading root file system cache entry %s: %w", key, err)
 	}
-	if err := copyTree(ctx, filepath.Join(dir, entryRoot), dst); err != nil {
+	return rep, true, nil
+}
+
+// copyEntry copies the root file system of entry key into dst when the
+// entry exists (ok) and returns the report of its extraction. The caller
+// holds the entry's lock.
+func (c *baseCache) copyEntry(ctx context.Context, key, dst string) (rep *rootfs.ExtractReport, ok bool, err error) {
+	rep, ok, err = c.readEntry(key)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	if err := copyTree(ctx, filepath.Join(c.dir, key, entryRoot), dst); err != nil {
 		return nil, false, fmt.Errorf("copying cached root file system: %w", err)
 	}
 	return rep, true, nil

@@ -180,6 +180,9 @@ type builder struct {
 	modeOnce  sync.Once
 	mode      sandbox.Mode
 
+	overlayOnce sync.Once
+	overlay     bool // RUN works on overlay mounts (useOverlay)
+
 	runs []*stageRun
 
 	mu      sync.Mutex

@@ -22,6 +22,8 @@ type options struct {
 	binfmtDir string
 	// noRootFSCache: see WithoutRootFSCache.
 	noRootFSCache bool
+	// noOverlay: see WithoutOverlay.
+	noOverlay bool
 }
 
 // withSandboxMode forces the sandbox mode of RUN (a test hook).

@@ -25,18 +25,25 @@ func (st *stageState) rootDir() (string, error) {
 	if st.root != "" {
 		return st.root, nil
 	}
-	dir, err := st.newRootDir()
-	if err != nil {
-		return "", err
-	}
 	layers, err := st.img.Layers()
 	if err != nil {
 		return "", fmt.Errorf("listing layers: %w", err)
 	}
+	if st.b.useOverlay() {
+		root, err := st.overlayRootDir(layers)
+		if err == nil || !errors.Is(err, errOverlay) {
+			return root, err
+		}
+		st.b.opts.logger.Warn("overlay root file system unavailable: RUN works on a copy of the base", "stage", st.s.DisplayName(), "err", err)
+	}
+	dir, err := st.newRootDir()
+	if err != nil {
+		return "", err
+	}
 	ctx := st.b.runCtx
 	log := st.b.opts.logger
 	rest := layers
-	if n := min(st.base.layers, len(layers)); st.b.opts.cacheDir != "" && !st.b.opts.noRootFSCache && st.base.known && n > 0 {
+	if n := st.cachedBaseLayers(layers); n > 0 {
 		start := time.Now()
 		rep, hit, err := newBaseCache(st.b.opts.cacheDir).materialize(ctx, dir, layers[:n])
 		switch {
@@ -68,8 +75,95 @@ func (st *stageState) rootDir() (string, error) {
 		}
 		st.b.warnExtract(st.s.DisplayName(), rep)
 	}
-	st.root = dir
+	st.root, st.rootDirs = dir, dir
 	return dir, nil
+}
+
+// cachedBaseLayers returns how many of layers (the bottom ones, the
+// external base's) come from the base cache: 0 without a cache.
+func (st *stageState) cachedBaseLayers(layers []v1.Layer) int {
+	if st.b.opts.cacheDir == "" || st.b.opts.noRootFSCache || !st.base.known {
+		return 0
+	}
+	return min(st.base.layers, len(layers))
+}
+
+// errOverlay marks a failure to mount an overlay root file system, after
+// which the build goes on with a copy.
+var errOverlay = errors.New("overlay mount failed")
+
+// overlayRootDir makes the stage's root file system an overlay mount (see
+// overlayRoot): the base's cache entry, or a private extraction of the
+// base when there is no cache, as the bottom lower directory; the layers
+// above it are applied through the mount. A mount failure wraps
+// errOverlay.
+func (st *stageState) overlayRootDir(layers []v1.Layer) (string, error) {
+	ctx := st.b.runCtx
+	log := st.b.opts.logger
+	dir, err := st.newRootDir()
+	if err != nil {
+		return "", err
+	}
+	fail := func(err error) (string, error) {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	var lowers []string
+	var release func()
+	rest := layers
+	if n := st.cachedBaseLayers(layers); n > 0 {
+		start := time.Now()
+		e, err := newBaseCache(st.b.opts.cacheDir).entry(ctx, layers[:n])
+		switch {
+		case err == nil:
+			log.Debug("base root file system", "stage", st.s.DisplayName(), "layers", n, "cached", e.hit, "duration", time.Since(start))
+			st.b.warnExtract(st.s.DisplayName(), e.rep)
+			lowers, release, rest = []string{e.root}, e.release, layers[n:]
+		case ctx.Err() != nil:
+			return fail(fmt.Errorf("extracting root file system: %w", ctx.Err()))
+		case errors.As(err, new(*extractError)):
+			return fail(fmt.Errorf("extracting root file system: %w", err))
+		default:
+			log.Warn("root file system cache unavailable", "stage", st.s.DisplayName(), "err", err)
+		}
+	}
+	if lowers == nil {
+		base := filepath.Join(dir, "base")
+		if err := os.Mkdir(base, 0o755); err != nil {
+			return fail(fmt.Errorf("creating root file system directory: %w", err))
+		}
+		if err := os.Chmod(base, 0o755); err != nil {
+			return fail(fmt.Errorf("creating root file system directory: %w", err))
+		}
+		if len(rest) > 0 {
+			log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(rest))
+			rep, err := rootfs.Extract(ctx, base, rest)
+			if err != nil {
+				return fail(fmt.Errorf("extracting root file system: %w", err))
+			}
+			st.b.warnExtract(st.s.DisplayName(), rep)
+		}
+		lowers, rest = []string{base}, nil
+	}
+	ov, err := newOverlayRoot(dir, lowers, release)
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return fail(fmt.Errorf("%w: %w", errOverlay, err))
+	}
+	if len(rest) > 0 {
+		log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(rest))
+		ov.changed()
+		rep, err := rootfs.Extract(ctx, ov.merged, rest)
+		if err != nil {
+			ov.close()
+			return fail(fmt.Errorf("extracting root file system: %w", err))
+		}
+		st.b.warnExtract(st.s.DisplayName(), rep)
+	}
+	st.ovl, st.root, st.rootDirs = ov, ov.merged, dir
+	return st.root, nil
 }
 
 // newRootDir creates an empty private root file system directory.
@@ -97,6 +191,9 @@ func (st *stageState) syncRoot(ctx context.Context, l v1.Layer) error {
 		return fmt.Errorf("applying layer to root file system: %w", err)
 	}
 	defer rc.Close()
+	if st.ovl != nil {
+		st.ovl.changed()
+	}
 	rep, err := rootfs.Apply(ctx, st.root, rc)
 	if err != nil {
 		return fmt.Errorf("applying layer to root file system: %w", err)
@@ -110,14 +207,23 @@ func (st *stageState) removeRoot() {
 	if st.root == "" {
 		return
 	}
+	st.closeDirView()
+	if st.ovl != nil {
+		st.ovl.close()
+		st.ovl = nil
+	}
+	if err := os.RemoveAll(st.rootDirs); err != nil {
+		st.b.opts.logger.Warn("removing root file system directory", "dir", st.rootDirs, "err", err)
+	}
+	st.root, st.rootDirs = "", ""
+}
+
+// closeDirView closes the DirView of the root file system, if open.
+func (st *stageState) closeDirView() {
 	if st.dirView != nil {
 		_ = st.dirView.Close()
 		st.dirView = nil
 	}
-	if err := os.RemoveAll(st.root); err != nil {
-		st.b.opts.logger.Warn("removing root file system directory", "dir", st.root, "err", err)
-	}
-	st.root = ""
 }
 
 // warnExtract logs what an extraction could not reproduce.

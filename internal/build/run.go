@@ -96,11 +96,21 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		ignore = append(ignore, strings.TrimPrefix(m.Target, "/"))
 	}
 	t0 := time.Now()
-	snap, err := snapshot.Take(ctx, root, snapshot.WithIgnore(ignore...), snapshot.WithContentHash())
-	if err != nil {
-		return -1, fmt.Errorf("taking snapshot of root file system: %w", err)
+	var snap *snapshot.Snapshot
+	if st.ovl != nil {
+		// A new upper directory for this RUN; the DirView holds the
+		// mount that is replaced.
+		st.closeDirView()
+		if err := st.ovl.beginRun(); err != nil {
+			return -1, err
+		}
+	} else {
+		snap, err = snapshot.Take(ctx, root, snapshot.WithIgnore(ignore...), snapshot.WithContentHash())
+		if err != nil {
+			return -1, fmt.Errorf("taking snapshot of root file system: %w", err)
+		}
 	}
-	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "duration", time.Since(t0))
+	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "overlay", st.ovl != nil, "duration", time.Since(t0))
 
 	// As runc, create the mount points /proc, /dev and /sys when the
 	// image lacks them: BuildKit's layer has them as empty directories.
@@ -151,7 +161,12 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	}
 
 	t0 = time.Now()
-	entries, err := snap.Diff(ctx, root, snapshot.WithIgnore(res.SandboxPaths()...))
+	var entries []layer.Entry
+	if st.ovl != nil {
+		entries, err = st.ovl.diff(ctx, snapshot.WithIgnore(ignore...), snapshot.WithIgnore(res.SandboxPaths()...))
+	} else {
+		entries, err = snap.Diff(ctx, root, snapshot.WithIgnore(res.SandboxPaths()...))
+	}
 	if err != nil {
 		return -1, fmt.Errorf("finding what RUN changed: %w", err)
 	}

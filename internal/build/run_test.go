@@ -53,6 +53,9 @@ func runBuild(t *testing.T, f fixture, opts ...Option) (*Result, *v1.ConfigFile,
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m := mountsUnder(t, cache); len(m) > 0 {
+		t.Errorf("the build left mounts: %v", m)
+	}
 	// Nothing but cache mounts and cached base root file systems may stay
 	// in the cache dir.
 	ents, err := os.ReadDir(cache)
@@ -201,48 +204,59 @@ func TestRunFiles(t *testing.T) {
 			want:  map[string]string{"x": "dir 00755 0:0", "x/g": "file again 00644 0:0"},
 			layer: []string{"x/", "x/g"}},
 	}
+	// Each case on overlay mounts (the default as root) and on a copy of
+	// the base with walks for the snapshot (as without CAP_SYS_ADMIN).
+	modes := []struct {
+		name string
+		opts []Option
+	}{{"overlay", nil}, {"copy", []Option{WithoutOverlay()}}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			fx := fixture{dockerfile: tt.dockerfile, files: tt.files, req: func(r *Request) { r.BuildArgs = tt.buildArgs }}
-			res, cf, logs, err := runBuild(t, fx)
-			if err != nil {
-				t.Fatalf("build: %v\nlogs:\n%s", err, logs)
-			}
-			got := flatten(t, res.Image)
-			for p, want := range tt.want {
-				if got[p] != want {
-					t.Errorf("%s = %q, want %q", p, got[p], want)
+		for _, mode := range modes {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
+				t.Parallel()
+				fx := fixture{dockerfile: tt.dockerfile, files: tt.files, req: func(r *Request) { r.BuildArgs = tt.buildArgs }}
+				res, cf, logs, err := runBuild(t, fx, mode.opts...)
+				if want := mode.opts == nil; strings.Contains(logs, "RUN works on overlay mounts") != want {
+					t.Errorf("overlay used: %v, want %v\nlogs:\n%s", !want, want, logs)
 				}
-			}
-			if tt.history != nil {
-				h := newHistory(cf)
-				if !reflect.DeepEqual(h, tt.history) {
-					t.Errorf("history:\n got %q\nwant %q", h, tt.history)
+				if err != nil {
+					t.Fatalf("build: %v\nlogs:\n%s", err, logs)
 				}
-			}
-			if tt.layer != nil {
-				l := lastLayer(t, res.Image)
-				if len(l) == 0 {
-					l = []string{}
-				}
-				if !reflect.DeepEqual(l, tt.layer) {
-					t.Errorf("last layer: got %q, want %q", l, tt.layer)
-				}
-			}
-			for _, k := range []string{"A", "B", "C"} {
-				for _, e := range cf.Config.Env {
-					if strings.HasPrefix(e, k+"=") {
-						t.Errorf("build arg persisted in the config: %s", e)
+				got := flatten(t, res.Image)
+				for p, want := range tt.want {
+					if got[p] != want {
+						t.Errorf("%s = %q, want %q", p, got[p], want)
 					}
 				}
-			}
-			for p := range got {
-				if strings.HasPrefix(p, "proc/") || strings.HasPrefix(p, "sys/") || strings.HasPrefix(p, "dev/") || p == "etc/resolv.conf" || p == "etc/hosts" {
-					t.Errorf("sandbox path %s is in the image", p)
+				if tt.history != nil {
+					h := newHistory(cf)
+					if !reflect.DeepEqual(h, tt.history) {
+						t.Errorf("history:\n got %q\nwant %q", h, tt.history)
+					}
 				}
-			}
-		})
+				if tt.layer != nil {
+					l := lastLayer(t, res.Image)
+					if len(l) == 0 {
+						l = []string{}
+					}
+					if !reflect.DeepEqual(l, tt.layer) {
+						t.Errorf("last layer: got %q, want %q", l, tt.layer)
+					}
+				}
+				for _, k := range []string{"A", "B", "C"} {
+					for _, e := range cf.Config.Env {
+						if strings.HasPrefix(e, k+"=") {
+							t.Errorf("build arg persisted in the config: %s", e)
+						}
+					}
+				}
+				for p := range got {
+					if strings.HasPrefix(p, "proc/") || strings.HasPrefix(p, "sys/") || strings.HasPrefix(p, "dev/") || p == "etc/resolv.conf" || p == "etc/hosts" {
+						t.Errorf("sandbox path %s is in the image", p)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -361,6 +375,9 @@ func TestRunTempDirsRemoved(t *testing.T) {
 		if left := leftovers(t, cache); len(left) != 0 {
 			t.Errorf("%q: cache dir keeps %v", df, left)
 		}
+		if m := mountsUnder(t, cache); len(m) > 0 {
+			t.Errorf("%q: the build left mounts: %v", df, m)
+		}
 	}
 	// Cancellation.
 	cache := t.TempDir()
@@ -374,7 +391,8 @@ func TestRunTempDirsRemoved(t *testing.T) {
 	}()
 	for i := 0; i < 200; i++ {
 		m, _ := filepath.Glob(filepath.Join(cache, "ship-build-*", "rootfs-*", "started-marker"))
-		if len(m) > 0 {
+		o, _ := filepath.Glob(filepath.Join(cache, "ship-build-*", "rootfs-*", "root", "started-marker"))
+		if len(m)+len(o) > 0 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -386,6 +404,26 @@ func TestRunTempDirsRemoved(t *testing.T) {
 	if left := leftovers(t, cache); len(left) != 0 {
 		t.Errorf("cancelled build: cache dir keeps %v", left)
 	}
+	if m := mountsUnder(t, cache); len(m) > 0 {
+		t.Errorf("cancelled build: the build left mounts: %v", m)
+	}
+}
+
+// mountsUnder returns the mount points under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }
 
 // leftovers lists what a build left in its cache dir besides complete

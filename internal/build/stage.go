@@ -48,6 +48,8 @@ type stageState struct {
 	view     *stageFS
 	dirView  *rootfs.DirView // of root, opened on first use
 	root     string          // the extracted root file system, "" until a RUN needs it
+	rootDirs string          // the private directory that holds root (root itself without overlay)
+	ovl      *overlayRoot    // the overlay mount of root, nil when root is a copy
 	args     []buildArg      // the ARGs in scope, for RUN's history
 }
 

@@ -618,6 +618,11 @@ func (a *applier) xattrs(p string, hdr *tar.Header) error {
 		if !ok {
 			continue
 		}
+		if strings.HasPrefix(key, "trusted.overlay.") || strings.HasPrefix(key, "user.overlay.") {
+			// overlayfs metadata (opaque, redirect, metacopy): a layer must
+			// not steer the overlay mounts a build makes on its extraction.
+			continue
+		}
 		if base == "" {
 			var err error
 			if fd, base, err = a.parentFD(p); err != nil {
