@@ -209,6 +209,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		// A cache in a directory removed after the run only costs a copy.
 		buildOpts = append(buildOpts, build.WithoutRootFSCache())
 	}
+	var uploads *earlyUploads
+	if up, ok := client.(layerUploader); ok && cfg.Push && len(cfg.Tags) > 0 {
+		uploads = startUploads(ctx, up, cfg.Tags[0], log)
+		defer uploads.stop()
+		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
+	}
 	res, err := o.build(ctx, req, buildOpts...)
 	if err == nil && (res == nil || res.Image == nil) {
 		err = errors.New("building: no image produced")
@@ -247,6 +253,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	if cfg.Push {
 		log.Info("pushing", "tags", strings.Join(cfg.Tags, ","))
 		start := time.Now()
+		if uploads != nil {
+			uploads.wait()
+		}
 		pushed, err := client.Push(ctx, res.Image, cfg.Tags)
 		if err != nil {
 			return withCode(CodePush, err)

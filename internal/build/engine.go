@@ -180,8 +180,9 @@ type builder struct {
 	modeOnce  sync.Once
 	mode      sandbox.Mode
 
-	overlayOnce sync.Once
-	overlay     bool // RUN works on overlay mounts (useOverlay)
+	overlayOnce     sync.Once
+	overlay         bool // RUN works on overlay mounts (useOverlay)
+	overlayVolatile bool // with the "volatile" option
 
 	runs []*stageRun
 

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/intesys/ship-action/internal/sandbox"
 )
 
@@ -24,6 +26,8 @@ type options struct {
 	noRootFSCache bool
 	// noOverlay: see WithoutOverlay.
 	noOverlay bool
+	// layerHook: see WithLayerHook.
+	layerHook func(v1.Layer)
 }
 
 // withSandboxMode forces the sandbox mode of RUN (a test hook).
@@ -41,6 +45,14 @@ func WithImageSource(src ImageSource) Option {
 		o.source = src
 		return nil
 	}
+}
+
+// WithLayerHook calls hook with every layer the build adds to the image
+// it returns (the target stage and the stages it is built on), as soon as
+// the layer is written, so that a caller can upload it while the build
+// goes on. hook must not block; it may be called from several goroutines.
+func WithLayerHook(hook func(v1.Layer)) Option {
+	return func(o *options) error { o.layerHook = hook; return nil }
 }
 
 // WithLogger sets the logger for progress messages (default: discard).

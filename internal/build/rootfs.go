@@ -145,7 +145,7 @@ func (st *stageState) overlayRootDir(layers []v1.Layer) (string, error) {
 		}
 		lowers, rest = []string{base}, nil
 	}
-	ov, err := newOverlayRoot(dir, lowers, release)
+	ov, err := newOverlayRoot(dir, lowers, st.b.overlayVolatile, release)
 	if err != nil {
 		if release != nil {
 			release()
@@ -208,10 +208,13 @@ func (st *stageState) removeRoot() {
 		return
 	}
 	st.closeDirView()
+	t0 := time.Now()
 	if st.ovl != nil {
 		st.ovl.close()
 		st.ovl = nil
 	}
+	t1 := time.Now()
+	defer func() { st.b.opts.logger.Debug("root removed", "unmount", t1.Sub(t0), "remove", time.Since(t1)) }()
 	if err := os.RemoveAll(st.rootDirs); err != nil {
 		st.b.opts.logger.Warn("removing root file system directory", "dir", st.rootDirs, "err", err)
 	}

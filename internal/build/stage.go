@@ -316,5 +316,19 @@ func (st *stageState) addLayer(l v1.Layer) error {
 	st.cfg.RootFS.Type = "layers"
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
 	st.view = nil
+	if hook := st.b.opts.layerHook; hook != nil && st.b.feedsTarget(st.s) {
+		hook(l)
+	}
 	return nil
+}
+
+// feedsTarget reports whether the layers of s end up in the image Build
+// returns: s is the target stage or one it is built on (FROM stage).
+func (b *builder) feedsTarget(s *dockerfile.ResolvedStage) bool {
+	for t := b.plan.Target; t != nil; t = t.BaseStage {
+		if t.Index == s.Index {
+			return true
+		}
+	}
+	return false
 }

@@ -391,3 +391,32 @@ func (c *Client) rememberImage(repo name.Repository, img v1.Image) {
 		c.remember(reg, repo, l.Digest)
 	}
 }
+
+// UploadLayer uploads the blob of l to the repository of tag, ahead of
+// Push (which then finds it there and skips it): a build can hand each
+// layer over as soon as it is written, so that uploads overlap the rest of
+// the build. Credentials are resolved as for Push.
+func (c *Client) UploadLayer(ctx context.Context, tag string, l v1.Layer) error {
+	t, err := c.parseTag(tag)
+	if err != nil {
+		return fmt.Errorf("parsing tag %q: %w", tag, err)
+	}
+	reg := t.RegistryStr()
+	pushRegs := map[string]bool{reg: true}
+	for r := range c.pushRegistries {
+		pushRegs[r] = true
+	}
+	cred, err := c.resolve(reg, pushRegs)
+	if err != nil {
+		return c.scrub(err)
+	}
+	d, err := l.Digest()
+	if err != nil {
+		return fmt.Errorf("hashing layer: %w", err)
+	}
+	if err := remote.WriteLayer(t.Context(), l, c.remoteOptions(ctx, cred.auth)...); err != nil {
+		return c.describe(err, t.Context().String(), reg, cred.source, true)
+	}
+	c.remember(reg, t.Context(), d)
+	return nil
+}
