@@ -45,6 +45,9 @@ func (u *earlyUploads) add(l v1.Layer) {
 			return
 		}
 		defer func() { <-u.sem }()
+		if u.ctx.Err() != nil {
+			return
+		}
 		if err := u.up.UploadLayer(u.ctx, u.tag, l); err != nil && u.ctx.Err() == nil {
 			d, _ := l.Digest()
 			u.log.Debug("uploading a layer ahead of the push failed; the push sends it", "layer", d.String(), "err", err)

@@ -922,3 +922,42 @@ func TestBuildWarnsAboutUnknownChownNames(t *testing.T) {
 		t.Errorf("a known user was warned about:\n%s", logs.String())
 	}
 }
+
+// TestLayerHook: the hook sees exactly the layers the returned image adds
+// (the target stage's and those of the stages it is built on), none of a
+// stage only copied from.
+func TestLayerHook(t *testing.T) {
+	t.Parallel()
+	df := "FROM scratch AS other\nCOPY a /a\nFROM scratch AS base\nCOPY b /b\nFROM base\nCOPY --from=other /a /a2\nCOPY c /c\n"
+	var mu sync.Mutex
+	var got []string
+	hook := func(l v1.Layer) {
+		d, err := l.Digest()
+		if err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, d.String())
+		mu.Unlock()
+	}
+	f := fixture{dockerfile: df, files: map[string]string{"a": "a", "b": "b", "c": "c"}}
+	res, err := Build(context.Background(), f.request(t), WithLayerHook(hook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := res.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, d.String())
+	}
+	if len(want) != 3 || !slices.Equal(got, want) {
+		t.Errorf("hook saw %v, want the image's layers %v", got, want)
+	}
+}

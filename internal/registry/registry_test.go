@@ -471,3 +471,35 @@ func TestInsecurePlainHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadLayerAheadOfPush: a layer uploaded with UploadLayer is not
+// sent again by Push.
+func TestUploadLayerAheadOfPush(t *testing.T) {
+	t.Parallel()
+	host, rec := memRegistry(t, nil)
+	c := newClient(t)
+	img := randomImage(t, 2)
+	ctx := context.Background()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		if err := c.UploadLayer(ctx, host+"/app:1", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rec.count(func(q request) bool { return q.method == http.MethodPost && strings.Contains(q.path, "/blobs/uploads") }); n != 2 {
+		t.Fatalf("UploadLayer started %d uploads, want 2", n)
+	}
+	rec.reset()
+	if _, err := c.Push(ctx, img, []string{host + "/app:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.count(func(q request) bool { return q.method == http.MethodPost && strings.Contains(q.path, "/blobs/uploads") }); n != 1 {
+		t.Errorf("push after UploadLayer started %d uploads, want 1 (the config)", n)
+	}
+	if err := c.UploadLayer(ctx, "not a tag!", layers[0]); err == nil {
+		t.Error("UploadLayer accepted a bad tag")
+	}
+}
