@@ -161,6 +161,10 @@ func (st *stageState) fromFS(ctx context.Context, from string) (fs.FS, error) {
 		if err != nil {
 			return nil, err
 		}
+		if res.root != nil {
+			// The stage ran RUN: read its files where they are.
+			return res.root.dirView()
+		}
 		return rootfs.NewView(res.img), nil
 	}
 	img, err := st.b.image(ctx, from, st.platform)

@@ -128,6 +128,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			b.bctx.Close()
 		}
 	}()
+	defer b.removeKept()
 
 	// Not errgroup.WithContext: base images resolved here read their layers
 	// lazily, after the group is done, with the context they were resolved
@@ -193,6 +194,7 @@ type builder struct {
 	bctxErr error
 
 	cacheLocks map[string]*sync.Mutex // by cache mount directory; guarded by mu
+	kept       []*keptRoot            // root file systems of finished stages; guarded by mu
 }
 
 type stageRun struct {

@@ -29,8 +29,15 @@ func (st *stageState) rootDir() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listing layers: %w", err)
 	}
+	kept, nKept := st.rootFromBaseStage()
+	if kept != nil && nKept > len(layers) {
+		kept = nil
+	}
+	if kept != nil {
+		st.b.opts.logger.Debug("root file system from the stage built on", "stage", st.s.DisplayName(), "from", st.s.BaseStage.DisplayName())
+	}
 	if st.b.useOverlay() {
-		root, err := st.overlayRootDir(layers)
+		root, err := st.overlayRootDir(layers, kept, nKept)
 		if err == nil || !errors.Is(err, errOverlay) {
 			return root, err
 		}
@@ -43,7 +50,14 @@ func (st *stageState) rootDir() (string, error) {
 	ctx := st.b.runCtx
 	log := st.b.opts.logger
 	rest := layers
-	if n := st.cachedBaseLayers(layers); n > 0 {
+	if kept != nil {
+		// The stage built on: its file system is there already.
+		if err := copyKept(st, kept, dir); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", err
+		}
+		rest = layers[nKept:]
+	} else if n := st.cachedBaseLayers(layers); n > 0 {
 		start := time.Now()
 		rep, hit, err := newBaseCache(st.b.opts.cacheDir).materialize(ctx, dir, layers[:n])
 		switch {
@@ -93,11 +107,12 @@ func (st *stageState) cachedBaseLayers(layers []v1.Layer) int {
 var errOverlay = errors.New("overlay mount failed")
 
 // overlayRootDir makes the stage's root file system an overlay mount (see
-// overlayRoot): the base's cache entry, or a private extraction of the
-// base when there is no cache, as the bottom lower directory; the layers
-// above it are applied through the mount. A mount failure wraps
+// overlayRoot): the directories of kept (the stage it is built on, whose
+// first nKept layers it shares) as lower directories, or else the base's
+// cache entry, or a private extraction of the base when there is no
+// cache; the layers above them are applied through the mount. A mount failure wraps
 // errOverlay.
-func (st *stageState) overlayRootDir(layers []v1.Layer) (string, error) {
+func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept int) (string, error) {
 	ctx := st.b.runCtx
 	log := st.b.opts.logger
 	dir, err := st.newRootDir()
@@ -111,7 +126,10 @@ func (st *stageState) overlayRootDir(layers []v1.Layer) (string, error) {
 	var lowers []string
 	var release func()
 	rest := layers
-	if n := st.cachedBaseLayers(layers); n > 0 {
+	if kept != nil {
+		// The stage built on: its directories, read-only, under this one.
+		lowers, rest = kept.keptLowers(), layers[nKept:]
+	} else if n := st.cachedBaseLayers(layers); n > 0 {
 		start := time.Now()
 		e, err := newBaseCache(st.b.opts.cacheDir).entry(ctx, layers[:n])
 		switch {

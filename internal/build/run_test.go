@@ -452,3 +452,30 @@ func leftovers(t *testing.T, cache string) []string {
 	}
 	return out
 }
+
+// TestRunStageReuse: a stage built on a stage that ran RUN starts from
+// that stage's root file system (no layer extracted again), and COPY
+// --from such a stage reads it, in both root file system modes.
+func TestRunStageReuse(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	df := "FROM busybox AS one\nRUN echo 1 > /one && rm /etc/group\nFROM one AS two\nCOPY in.txt /in.txt\nRUN cat /one /in.txt > /two && test ! -e /etc/group\nFROM scratch\nCOPY --from=two /two /one /\n"
+	for _, opts := range [][]Option{nil, {WithoutOverlay()}} {
+		res, _, logs, err := runBuild(t, fixture{dockerfile: df, files: map[string]string{"in.txt": "in\n"}}, opts...)
+		if err != nil {
+			t.Fatalf("build: %v\nlogs:\n%s", err, logs)
+		}
+		got := flatten(t, res.Image)
+		if got["two"] != "file 1\nin 00644 0:0" || got["one"] != "file 1 00644 0:0" {
+			t.Errorf("files: two=%q one=%q", got["two"], got["one"])
+		}
+		if !strings.Contains(logs, `msg="root file system from the stage built on" stage=two from=one`) {
+			t.Errorf("stage two did not start from stage one's root file system; logs:\n%s", logs)
+		}
+		// Only its own layer (the COPY) is applied.
+		own := `msg="extracting root file system" stage=two layers=1`
+		if strings.Count(logs, `msg="extracting root file system" stage=two`) != strings.Count(logs, own) || strings.Contains(logs, `msg="base root file system" stage=two`) {
+			t.Errorf("stage two extracted stage one's layers again; logs:\n%s", logs)
+		}
+	}
+}

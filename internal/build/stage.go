@@ -33,6 +33,7 @@ type stageResult struct {
 	base     baseInfo        // the external base under it
 	env      *dockerfile.Env // the variables at the end of the stage (config Env plus ARGs)
 	args     []buildArg      // the ARGs declared in the stage and the stages under it
+	root     *keptRoot       // its root file system, when it has one and later stages use it
 }
 
 // stageState is a stage being built.
@@ -156,7 +157,11 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		report.Steps = append(report.Steps, step)
 		b.opts.logger.Debug("step done", "stage", s.DisplayName(), "instruction", step.Instruction, "duration", step.Duration)
 	}
-	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args}, nil
+	kept, err := st.keepRoot()
+	if err != nil {
+		return nil, err
+	}
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args, root: kept}, nil
 }
 
 // baseConfig copies the config of a base image keeping what BuildKit's
