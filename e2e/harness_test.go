@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -400,7 +401,34 @@ func (e *env) compare(ctx context.Context, t *testing.T, ref, cand string) compa
 	refTree := e.exportTree(ctx, t, ref)
 	candTree := e.exportTree(ctx, t, cand)
 	c.diffs = append(c.diffs, compareTrees("fs", refTree, candTree, ignoredPath)...)
+	if len(candCfg.Config.Cmd)+len(candCfg.Config.Entrypoint) > 0 || len(refCfg.Config.Cmd)+len(refCfg.Config.Entrypoint) > 0 {
+		c.diffs = append(c.diffs, e.compareRuns(ctx, ref, cand)...)
+	}
 	return c
+}
+
+// compareRuns runs both images with docker run (their CMD/ENTRYPOINT) and
+// compares what they print on stdout and how they exit.
+func (e *env) compareRuns(ctx context.Context, ref, cand string) []string {
+	run := func(img string) (string, int) {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		out, err := e.docker.Run(rctx, img)
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			code = -1
+		}
+		return out, code
+	}
+	refOut, refCode := run(ref)
+	candOut, candCode := run(cand)
+	if refOut != candOut || refCode != candCode {
+		return []string{fmt.Sprintf("docker run: ship's image printed %q and exited %d, BuildKit's %q and %d", candOut, candCode, refOut, refCode)}
+	}
+	return nil
 }
 
 // compareLayers compares the entries of each layer the two images do not
