@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 	"syscall"
+
+	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // maxSymlinks bounds symlink resolution, as the kernel's ELOOP does.
@@ -18,74 +20,14 @@ type (
 	readlinkFunc func(p string) (string, error)
 )
 
-// resolvePath follows the symlinks in name (slash-separated, relative to the
-// root of a file system, possibly with ".." elements) and returns an
-// equivalent clean path free of symlinks, except for the final element when
-// followFinal is false.
-//
-// With clamp, ".." at the root stays at the root and absolute link targets
-// start again at the root, as containerd's fs.RootPath does for an image file
-// system. Without clamp, both are errors wrapping errOutside: that is the
-// rule for the build context.
-//
-// A missing component gives an error wrapping fs.ErrNotExist.
+// resolvePath is rootfs.ResolvePath, with a path that leaves the root (no
+// clamp) reported as outside the build context.
 func resolvePath(lstat lstatFunc, readlink readlinkFunc, name string, followFinal, clamp bool) (string, error) {
-	parts := splitPath(name)
-	var resolved []string
-	links := 0
-	for len(parts) > 0 {
-		c := parts[0]
-		parts = parts[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if len(resolved) == 0 {
-				if clamp {
-					continue
-				}
-				return "", fmt.Errorf("resolving %s: %w", name, errOutside)
-			}
-			resolved = resolved[:len(resolved)-1]
-			continue
-		}
-		cur := path.Join(append(resolved, c)...)
-		if len(parts) == 0 && !followFinal {
-			resolved = append(resolved, c)
-			break
-		}
-		fi, err := lstat(cur)
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			links++
-			if links > maxSymlinks {
-				return "", &fs.PathError{Op: "resolve", Path: name, Err: syscall.ELOOP}
-			}
-			target, err := readlink(cur)
-			if err != nil {
-				return "", err
-			}
-			if strings.HasPrefix(target, "/") {
-				if !clamp {
-					return "", fmt.Errorf("resolving %s: symlink %s points to %s: %w", name, cur, target, errOutside)
-				}
-				resolved = resolved[:0]
-			}
-			parts = append(splitPath(target), parts...)
-			continue
-		}
-		if len(parts) > 0 && !fi.IsDir() {
-			// Like ENOTDIR: nothing can exist below a non-directory.
-			return "", &fs.PathError{Op: "lstat", Path: path.Join(cur, path.Join(parts...)), Err: fs.ErrNotExist}
-		}
-		resolved = append(resolved, c)
+	p, err := rootfs.ResolvePath(lstat, readlink, name, followFinal, clamp)
+	if errors.Is(err, rootfs.ErrOutside) {
+		return "", fmt.Errorf("%w (%w)", errOutside, err)
 	}
-	if len(resolved) == 0 {
-		return ".", nil
-	}
-	return path.Join(resolved...), nil
+	return p, err
 }
 
 func splitPath(p string) []string {

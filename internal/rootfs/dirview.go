@@ -53,56 +53,16 @@ func (d *DirView) Close() error { return d.root.Close() }
 
 // resolve returns the path of name inside the directory with every
 // symlink resolved (the last element only when follow is set), in io/fs
-// form ("." for the root).
+// form ("." for the root): absolute targets and ".." stay inside it.
 func (d *DirView) resolve(op, name string, follow bool) (string, error) {
 	if !fs.ValidPath(name) {
 		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	var todo []string
-	if name != "." {
-		todo = strings.Split(name, "/")
+	p, err := ResolvePath(d.root.Lstat, d.root.Readlink, name, follow, true)
+	if err != nil {
+		return "", &fs.PathError{Op: op, Path: name, Err: unwrapPathError(err)}
 	}
-	cur := ""
-	links := 0
-	for len(todo) > 0 {
-		c := todo[0]
-		todo = todo[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			cur = parentOf(cur)
-			continue
-		}
-		next := path.Join(cur, c)
-		if len(todo) == 0 && !follow {
-			cur = next
-			break
-		}
-		fi, err := d.root.Lstat(next)
-		if err != nil {
-			return "", &fs.PathError{Op: op, Path: name, Err: unwrapPathError(err)}
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if links++; links > maxSymlinks {
-			return "", &fs.PathError{Op: op, Path: name, Err: syscall.ELOOP}
-		}
-		target, err := d.root.Readlink(next)
-		if err != nil {
-			return "", &fs.PathError{Op: op, Path: name, Err: unwrapPathError(err)}
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = ""
-		}
-		todo = append(strings.Split(target, "/"), todo...)
-	}
-	if cur == "" {
-		return ".", nil
-	}
-	return cur, nil
+	return p, nil
 }
 
 // unwrapPathError returns the cause of an *os.PathError (whose path is

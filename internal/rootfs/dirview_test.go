@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"testing/fstest"
 )
@@ -112,17 +113,15 @@ func TestDirViewMatchesView(t *testing.T) {
 	}
 }
 
-// sameErr reports whether two lookup errors are the same kind of failure.
+// sameErr reports whether two lookup errors are the same kind of failure
+// (a path below a non-directory is missing, whether ENOTDIR or
+// fs.ErrNotExist says so).
 func sameErr(a, b error) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	for _, target := range []error{fs.ErrNotExist, fs.ErrInvalid} {
-		if errors.Is(a, target) != errors.Is(b, target) {
-			return false
-		}
-	}
-	return true
+	missing := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) }
+	return missing(a) == missing(b) && errors.Is(a, fs.ErrInvalid) == errors.Is(b, fs.ErrInvalid)
 }
 
 func entryNames(es []fs.DirEntry) []string {

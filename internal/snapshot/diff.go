@@ -39,11 +39,7 @@ func (s *Snapshot) Diff(ctx context.Context, dir string, opts ...Option) ([]laye
 		o.ignore[p] = struct{}{}
 	}
 
-	type curEntry struct {
-		rel string
-		r   *record
-	}
-	var cur []curEntry // in walk (layer) order
+	var cur []pathRecord // in walk (layer) order
 	now := map[string]*record{}
 	emit := map[string]bool{} // paths to emit with their current metadata
 	var changed []string      // the paths that changed themselves, in walk order
@@ -51,7 +47,7 @@ func (s *Snapshot) Diff(ctx context.Context, dir string, opts ...Option) ([]laye
 		if strings.HasPrefix(path.Base(rel), whiteoutPrefix) {
 			return fmt.Errorf("%s: names starting with %q are reserved for whiteouts", rel, whiteoutPrefix)
 		}
-		cur = append(cur, curEntry{rel, r})
+		cur = append(cur, pathRecord{rel, r})
 		now[rel] = r
 		ch, err := s.changed(s.entries[rel], r, full)
 		if err != nil {
@@ -94,15 +90,33 @@ func (s *Snapshot) Diff(ctx context.Context, dir string, opts ...Option) ([]laye
 		}
 	}
 
+	entries, err := assemble(dir, cur, emit, whiteouts)
+	if err != nil {
+		return nil, fmt.Errorf("comparing %s with its snapshot: %w", dir, err)
+	}
+	return entries, nil
+}
+
+// pathRecord is a path of a walk with its metadata.
+type pathRecord struct {
+	rel string
+	r   *record
+}
+
+// assemble returns the layer entries of the paths of walked (in walk
+// order) that emit names, with their metadata (content read from dir; a
+// file with several names in the layer is written once and linked
+// elsewhere), plus a whiteout for each of whiteouts, in layer order.
+func assemble(dir string, walked []pathRecord, emit map[string]bool, whiteouts []string) ([]layer.Entry, error) {
 	entries := make([]layer.Entry, 0, len(emit)+len(whiteouts))
 	linkSource := map[[2]uint64]string{}
-	for _, c := range cur {
+	for _, c := range walked {
 		if !emit[c.rel] {
 			continue
 		}
 		e, err := entryOf(dir, c.rel, c.r)
 		if err != nil {
-			return nil, fmt.Errorf("comparing %s with its snapshot: %w", dir, err)
+			return nil, err
 		}
 		if !c.r.isDir() && c.r.nlink > 1 {
 			k := [2]uint64{c.r.dev, c.r.ino}

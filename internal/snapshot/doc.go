@@ -50,7 +50,7 @@
 // files, secret and cache mount targets) are neither walked, nor emitted, nor
 // whited out.
 //
-// With an overlay mount the upper directory is the diff: a future
-// constructor can produce the same []layer.Entry from an upper directory and
-// the lower directory, so callers of Diff do not change.
+// With an overlay mount the upper directory is the diff: DiffUpper reads
+// the same []layer.Entry from an upper directory and the lower file system,
+// as BuildKit's overlay differ does (no snapshot is taken before the RUN).
 package snapshot

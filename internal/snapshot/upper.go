@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -44,7 +42,7 @@ func DiffUpper(ctx context.Context, upper, lower string, opts ...Option) ([]laye
 	if err != nil {
 		return nil, err
 	}
-	d := &upperDiff{ctx: ctx, upper: upper, lower: lower, ignore: o.ignore, emit: map[string]bool{}, recs: map[string]*record{}}
+	d := &upperDiff{ctx: ctx, upper: upper, lower: lower, ignore: o.ignore, emit: map[string]bool{}}
 	if err := d.dir("", true, false); err != nil {
 		return nil, fmt.Errorf("comparing %s with %s: %w", upper, lower, err)
 	}
@@ -53,39 +51,10 @@ func DiffUpper(ctx context.Context, upper, lower string, opts ...Option) ([]laye
 			d.emit[p] = true
 		}
 	}
-	entries := make([]layer.Entry, 0, len(d.emit)+len(d.whiteouts))
-	linkSource := map[[2]uint64]string{}
-	for _, rel := range d.order {
-		if !d.emit[rel] {
-			continue
-		}
-		r := d.recs[rel]
-		e, err := entryOf(upper, rel, r)
-		if err != nil {
-			return nil, fmt.Errorf("comparing %s with %s: %w", upper, lower, err)
-		}
-		if !r.isDir() && r.nlink > 1 {
-			k := [2]uint64{r.dev, r.ino}
-			if src, ok := linkSource[k]; ok {
-				e.Header.Typeflag = tar.TypeLink
-				e.Header.Linkname = src
-				e.Header.Size = 0
-				e.Header.Devmajor, e.Header.Devminor = 0, 0
-				e.Open = nil
-			} else {
-				linkSource[k] = rel
-			}
-		}
-		entries = append(entries, e)
+	entries, err := assemble(upper, d.walked, d.emit, d.whiteouts)
+	if err != nil {
+		return nil, fmt.Errorf("comparing %s with %s: %w", upper, lower, err)
 	}
-	for _, rel := range d.whiteouts {
-		entries = append(entries, layer.Entry{Header: &tar.Header{
-			Typeflag: tar.TypeReg,
-			Name:     path.Join(path.Dir(rel), whiteoutPrefix+path.Base(rel)),
-			ModTime:  time.Unix(0, 0).UTC(),
-		}})
-	}
-	slices.SortFunc(entries, func(a, b layer.Entry) int { return comparePaths(a.Header.Name, b.Header.Name) })
 	return entries, nil
 }
 
@@ -95,11 +64,10 @@ type upperDiff struct {
 	upper, lower string
 	ignore       map[string]struct{}
 
-	order     []string           // every path of upper that is not a whiteout, in walk order
-	recs      map[string]*record // their metadata
-	emit      map[string]bool    // paths to emit with their current metadata
-	changed   []string           // paths that changed themselves
-	whiteouts []string           // deleted paths (topmost only)
+	walked    []pathRecord    // every path of upper that is not a whiteout, in walk order
+	emit      map[string]bool // paths to emit with their current metadata
+	changed   []string        // paths that changed themselves
+	whiteouts []string        // deleted paths (topmost only)
 }
 
 // dir visits the directory rel of upper. lowerDir tells whether rel is a
@@ -134,8 +102,7 @@ func (d *upperDiff) dir(rel string, lowerDir, opaque bool) error {
 		if strings.HasPrefix(name, whiteoutPrefix) {
 			return fmt.Errorf("%s: names starting with %q are reserved for whiteouts", crel, whiteoutPrefix)
 		}
-		d.order = append(d.order, crel)
-		d.recs[crel] = r
+		d.walked = append(d.walked, pathRecord{crel, r})
 		var old *record
 		if lowerDir {
 			old, err = d.lowerRecord(crel)
