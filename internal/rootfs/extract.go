@@ -318,23 +318,35 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("sparse file of %d bytes (at most %d): %w", hdr.Size, int64(defaultMaxSparse), errTooBig)
 	}
 
-	// Remove what is there unless both are directories.
-	if fi, err := a.root.Lstat(full); err == nil {
-		if !isDir || !fi.IsDir() {
+	// Remove what is there unless both are directories. All calls on full
+	// go through the descriptor of its parent (resolved and opened through
+	// the root) with its last element: as confined as the root's methods,
+	// without walking the path again for each.
+	pfd, base, err := a.parentFD(full)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if !isDir || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			a.invalidate()
 			if err := a.root.RemoveAll(full); err != nil {
 				return fmt.Errorf("removing %q: %w", full, err)
 			}
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+	} else if !errors.Is(err, unix.ENOENT) {
+		return &fs.PathError{Op: "lstat", Path: full, Err: err}
 	}
 
 	isSymlink := false
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := a.root.Mkdir(full, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		pfd, base, err := a.parentFD(full)
+		if err != nil {
 			return err
+		}
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return &fs.PathError{Op: "mkdir", Path: full, Err: err}
 		}
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse: //nolint:staticcheck // TypeRegA still occurs in old layers
 		if err := a.writeFile(full, hdr, r); err != nil {
@@ -343,8 +355,12 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeSymlink:
 		a.invalidate()
 		isSymlink = true
-		if err := a.root.Symlink(hdr.Linkname, full); err != nil {
+		pfd, base, err := a.parentFD(full)
+		if err != nil {
 			return err
+		}
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return &fs.PathError{Op: "symlink", Path: full, Err: err}
 		}
 	case tar.TypeLink:
 		if err := a.root.Link(linkTarget, full); err != nil {
@@ -580,9 +596,13 @@ func (a *applier) writeFile(p string, hdr *tar.Header, r io.Reader) error {
 // metadata sets owner, xattrs, mode and times of p, in that order (chown
 // clears setuid bits and file capabilities).
 func (a *applier) metadata(p string, hdr *tar.Header, isSymlink, isDir bool) error {
-	if err := a.root.Lchown(p, hdr.Uid, hdr.Gid); err != nil {
+	pfd, base, err := a.parentFD(p)
+	if err != nil {
+		return err
+	}
+	if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EINVAL) {
-			return err
+			return &fs.PathError{Op: "chown", Path: p, Err: err}
 		}
 		a.rep.SkippedOwners++
 	}
@@ -590,8 +610,14 @@ func (a *applier) metadata(p string, hdr *tar.Header, isSymlink, isDir bool) err
 		return err
 	}
 	if !isSymlink {
-		if err := a.root.Chmod(p, fileMode(hdr.Mode)); err != nil {
+		// p is no symlink: this applier made it, and nothing else writes
+		// in the directory.
+		pfd, base, err := a.parentFD(p)
+		if err != nil {
 			return err
+		}
+		if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
 	}
 	mtime := boundTime(hdr.ModTime)
@@ -685,21 +711,6 @@ func (a *applier) opaque(dir string) error {
 	return nil
 }
 
-// fileMode converts the permission, setuid, setgid and sticky bits of a tar
-// mode to an fs.FileMode.
-func fileMode(m int64) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
 
 // boundTime keeps times the kernel can store, as containerd does.
 func boundTime(t time.Time) time.Time {
