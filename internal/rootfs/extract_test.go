@@ -949,3 +949,48 @@ func BenchmarkApplySmallFiles(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// failingEnd is a compressed stream whose reader fails once it reaches
+// the end, as a registry fetch does when the digest does not match.
+type failingEnd struct {
+	v1.Layer
+}
+
+func (f failingEnd) Compressed() (io.ReadCloser, error) {
+	rc, err := f.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return &errAtEOF{rc: rc}, nil
+}
+
+type errAtEOF struct{ rc io.ReadCloser }
+
+func (e *errAtEOF) Read(p []byte) (int, error) {
+	n, err := e.rc.Read(p)
+	if err == io.EOF {
+		return n, errors.New("digest mismatch")
+	}
+	return n, err
+}
+func (e *errAtEOF) Close() error { return e.rc.Close() }
+
+// TestExtractVerifiesDigest: a gzip layer is read to the end of its
+// compressed stream, so that a digest mismatch found there fails the
+// extraction.
+func TestExtractVerifiesDigest(t *testing.T) {
+	t.Parallel()
+	l := tarballLayer(t, tFile("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644))
+	if mt, err := l.MediaType(); err != nil || (mt != types.DockerLayer && mt != types.OCILayer) {
+		t.Fatalf("fixture layer media type %v %v: not gzip", mt, err)
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	if _, err := Extract(context.Background(), dir, []v1.Layer{l}); err != nil {
+		t.Fatalf("intact layer: %v", err)
+	}
+	dir = filepath.Join(t.TempDir(), "rootfs")
+	_, err := Extract(context.Background(), dir, []v1.Layer{failingEnd{l}})
+	if err == nil || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Errorf("extraction of a layer whose digest fails: err = %v", err)
+	}
+}
