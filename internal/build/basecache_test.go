@@ -496,10 +496,21 @@ func TestBaseCachePrefix(t *testing.T) {
 	}
 }
 
-// failingLayer's stream breaks after n bytes.
+// failingLayer's streams break after n bytes.
 type failingLayer struct {
 	v1.Layer
 	n int64
+}
+
+func (l failingLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, l.n/4), iotest.ErrReader(errors.New("connection reset"))), rc}, nil
 }
 
 func (l failingLayer) Uncompressed() (io.ReadCloser, error) {

@@ -930,14 +930,10 @@ func TestLayerHook(t *testing.T) {
 	t.Parallel()
 	df := "FROM scratch AS other\nCOPY a /a\nFROM scratch AS base\nCOPY b /b\nFROM base\nCOPY --from=other /a /a2\nCOPY c /c\n"
 	var mu sync.Mutex
-	var got []string
+	var streams []v1.Layer
 	hook := func(l v1.Layer) {
-		d, err := l.Digest()
-		if err != nil {
-			t.Error(err)
-		}
 		mu.Lock()
-		got = append(got, d.String())
+		streams = append(streams, l)
 		mu.Unlock()
 	}
 	f := fixture{dockerfile: df, files: map[string]string{"a": "a", "b": "b", "c": "c"}}
@@ -948,6 +944,16 @@ func TestLayerHook(t *testing.T) {
 	layers, err := res.Image.Layers()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The streams ended when the layers were written: their digests are
+	// known now.
+	var got []string
+	for _, l := range streams {
+		d, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.String())
 	}
 	var want []string
 	for _, l := range layers {

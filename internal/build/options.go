@@ -48,9 +48,11 @@ func WithImageSource(src ImageSource) Option {
 }
 
 // WithLayerHook calls hook with every layer the build adds to the image
-// it returns (the target stage and the stages it is built on), as soon as
-// the layer is written, so that a caller can upload it while the build
-// goes on. hook must not block; it may be called from several goroutines.
+// it returns (the target stage and the stages it is built on) as it starts
+// writing it: the layer given is the compressed stream as it is produced
+// (see layer.WithStream; its digest is known once the stream has ended),
+// so that a caller can upload it while the build goes on. hook must not
+// block; it may be called from several goroutines.
 func WithLayerHook(hook func(v1.Layer)) Option {
 	return func(o *options) error { o.layerHook = hook; return nil }
 }

@@ -318,6 +318,10 @@ func (st *stageState) appendLayer(ctx context.Context, entries []layer.Entry, ap
 	if st.b.epoch != nil {
 		opts = append(opts, layer.WithEpoch(*st.b.epoch))
 	}
+	if hook := st.b.opts.layerHook; hook != nil && st.b.feedsTarget(st.s) {
+		// The caller may upload the layer while it is compressed.
+		opts = append(opts, layer.WithStream(hook))
+	}
 	l, err := layer.New(ctx, entries, opts...)
 	if err != nil {
 		return -1, fmt.Errorf("writing layer: %w", err)

@@ -321,9 +321,6 @@ func (st *stageState) addLayer(l v1.Layer) error {
 	st.cfg.RootFS.Type = "layers"
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
 	st.view = nil
-	if hook := st.b.opts.layerHook; hook != nil && st.b.feedsTarget(st.s) {
-		hook(l)
-	}
 	return nil
 }
 

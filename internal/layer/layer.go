@@ -42,6 +42,7 @@ type options struct {
 	tempDir   string
 	threshold int64
 	blocks    int // gzip blocks compressed in parallel; does not change the output
+	stream    func(v1.Layer)
 }
 
 // WithEpoch clamps every ModTime later than t to t (SOURCE_DATE_EPOCH), as
@@ -129,7 +130,15 @@ func New(ctx context.Context, entries []Entry, opts ...Option) (v1.Layer, error)
 	}
 
 	sp := &spool{threshold: o.threshold, dir: o.tempDir}
-	l, err := write(ctx, sorted, sp, o.blocks)
+	var sl *streamLayer
+	if o.stream != nil {
+		sl = newStreamLayer()
+		o.stream(sl)
+	}
+	l, err := write(ctx, sorted, sp, o.blocks, sl)
+	if sl != nil {
+		sl.finish(l, err)
+	}
 	if err != nil {
 		sp.discard()
 		return nil, err
@@ -263,9 +272,13 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func write(ctx context.Context, entries []prepared, sp *spool, blocks int) (*Layer, error) {
+func write(ctx context.Context, entries []prepared, sp *spool, blocks int, sl *streamLayer) (*Layer, error) {
 	compHash := &hashCounter{h: sha256.New()}
-	zw, err := pgzip.NewWriterLevel(io.MultiWriter(compHash, sp), compressionLevel)
+	var out io.Writer = io.MultiWriter(compHash, sp)
+	if sl != nil {
+		out = io.MultiWriter(compHash, sp, sl)
+	}
+	zw, err := pgzip.NewWriterLevel(out, compressionLevel)
 	if err != nil {
 		return nil, fmt.Errorf("creating gzip writer: %w", err)
 	}

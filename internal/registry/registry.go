@@ -394,8 +394,10 @@ func (c *Client) rememberImage(repo name.Repository, img v1.Image) {
 
 // UploadLayer uploads the blob of l to the repository of tag, ahead of
 // Push (which then finds it there and skips it): a build can hand each
-// layer over as soon as it is written, so that uploads overlap the rest of
-// the build. Credentials are resolved as for Push.
+// layer over as soon as it is written, or while it is (a layer whose
+// Digest returns stream.ErrNotComputed is uploaded as it is read, and
+// committed with the digest it has at the end), so that uploads overlap
+// the rest of the build. Credentials are resolved as for Push.
 func (c *Client) UploadLayer(ctx context.Context, tag string, l v1.Layer) error {
 	t, err := c.parseTag(tag)
 	if err != nil {
@@ -410,13 +412,12 @@ func (c *Client) UploadLayer(ctx context.Context, tag string, l v1.Layer) error 
 	if err != nil {
 		return c.scrub(err)
 	}
-	d, err := l.Digest()
-	if err != nil {
-		return fmt.Errorf("hashing layer: %w", err)
-	}
 	if err := remote.WriteLayer(t.Context(), l, c.remoteOptions(ctx, cred.auth)...); err != nil {
 		return c.describe(err, t.Context().String(), reg, cred.source, true)
 	}
-	c.remember(reg, t.Context(), d)
+	// A streamed layer knows its digest only now.
+	if d, err := l.Digest(); err == nil {
+		c.remember(reg, t.Context(), d)
+	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/intesys/ship-action/internal/layer"
 )
 
 func TestPushTagsShareOneDigest(t *testing.T) {
@@ -501,5 +505,41 @@ func TestUploadLayerAheadOfPush(t *testing.T) {
 	}
 	if err := c.UploadLayer(ctx, "not a tag!", layers[0]); err == nil {
 		t.Error("UploadLayer accepted a bad tag")
+	}
+}
+
+// TestUploadLayerStreamed: a layer uploaded while it is written
+// (layer.WithStream) is committed with its final digest, and Push does
+// not send it again.
+func TestUploadLayerStreamed(t *testing.T) {
+	t.Parallel()
+	host, rec := memRegistry(t, nil)
+	c := newClient(t)
+	ctx := context.Background()
+	body := strings.Repeat("streamed layer content ", 100000)
+	entries := []layer.Entry{{
+		Header: &tar.Header{Typeflag: tar.TypeReg, Name: "f", Size: int64(len(body)), Mode: 0o644},
+		Open:   func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil },
+	}}
+	done := make(chan error, 1)
+	l, err := layer.New(ctx, entries, layer.WithStream(func(s v1.Layer) {
+		go func() { done <- c.UploadLayer(ctx, host+"/app:1", s) }()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("streamed upload: %v", err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.reset()
+	if _, err := c.Push(ctx, img, []string{host + "/app:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.count(func(q request) bool { return q.method == http.MethodPost && strings.Contains(q.path, "/blobs/uploads") }); n != 1 {
+		t.Errorf("push after a streamed upload started %d uploads, want 1 (the config)", n)
 	}
 }
