@@ -19,7 +19,7 @@ var levels = map[string]int{
 	"internal/findings":   0,
 	"internal/layer":      0,
 	"internal/dockerfile": 0,
-	"internal/rootfs":     1,
+	"internal/rootfs":     0,
 	"internal/copier":     1,
 	"internal/sandbox":    1,
 	"internal/snapshot":   1,
