@@ -1,0 +1,110 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	tdb "github.com/aquasecurity/trivy-db/pkg/db"
+	"github.com/aquasecurity/trivy-db/pkg/metadata"
+	trivydb "github.com/aquasecurity/trivy/pkg/db"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+)
+
+// dbState says what prepareDB did.
+type dbState struct {
+	downloaded bool
+	repository string        // where it was downloaded from
+	stale      bool          // a download failed and an older DB is used
+	age        time.Duration // since the DB was built (metadata UpdatedAt), when stale
+}
+
+// prepareDB makes sure DIR/db holds a usable vulnerability DB: it downloads
+// one when there is none or when the one there is past its NextUpdate (and
+// was not downloaded in the last hour, as Trivy decides), trying each
+// repository in order and moving on after any failure (TOOMANYREQUESTS, a
+// network error, a missing repository). When every repository fails and an
+// older DB is there, it is used with a warning that gives its age; without
+// one, the error names the repositories tried and how to get past it.
+func prepareDB(ctx context.Context, o *options) (dbState, error) {
+	dbDir := trivydb.Dir(o.cacheDir)
+	refs := make([]name.Reference, 0, len(o.dbRepositories))
+	for _, r := range o.dbRepositories {
+		var nameOpts []name.Option
+		if o.insecure {
+			nameOpts = append(nameOpts, name.Insecure)
+		}
+		ref, err := name.ParseReference(r, nameOpts...)
+		if err != nil {
+			return dbState{}, fmt.Errorf("parsing DB repository %q: %w", r, err)
+		}
+		refs = append(refs, ref)
+	}
+
+	client := trivydb.NewClient(dbDir, true, trivydb.WithDBRepository(refs))
+	needs, err := client.NeedsUpdate(ctx, appVersion, o.skipDBUpdate)
+	if err != nil {
+		if o.skipDBUpdate {
+			return dbState{}, fmt.Errorf("checking vulnerability DB in %s: %w (skip-db-update needs a DB in the cache dir)", dbDir, err)
+		}
+		return dbState{}, fmt.Errorf("checking vulnerability DB in %s: %w", dbDir, err)
+	}
+	if !needs {
+		o.logger.DebugContext(ctx, "vulnerability DB is fresh", slog.String("dir", dbDir))
+		return dbState{}, nil
+	}
+
+	regOpts := ftypes.RegistryOptions{Insecure: o.insecure}
+	var failures []string
+	for i, ref := range refs {
+		o.logger.InfoContext(ctx, "downloading vulnerability DB", slog.String("repository", ref.String()))
+		c := trivydb.NewClient(dbDir, true, trivydb.WithDBRepository([]name.Reference{ref}))
+		err := c.Download(ctx, dbDir, regOpts)
+		if err == nil {
+			return dbState{downloaded: true, repository: o.dbRepositories[i]}, nil
+		}
+		if ctx.Err() != nil {
+			return dbState{}, fmt.Errorf("downloading vulnerability DB: %w", ctx.Err())
+		}
+		o.logger.WarnContext(ctx, "vulnerability DB download failed",
+			slog.String("repository", ref.String()), slog.String("error", oneLine(err)))
+		failures = append(failures, fmt.Sprintf("%s (%s)", o.dbRepositories[i], oneLine(err)))
+	}
+
+	tried := strings.Join(failures, "; ")
+	if meta, ok := existingDB(dbDir); ok {
+		age := time.Since(meta.UpdatedAt).Round(time.Minute)
+		o.logger.WarnContext(ctx, "using the vulnerability DB in the cache: the download failed",
+			slog.String("age", age.String()), slog.Time("updated_at", meta.UpdatedAt), slog.String("tried", tried))
+		return dbState{stale: true, age: age}, nil
+	}
+	return dbState{}, fmt.Errorf("downloading vulnerability DB: every repository failed: %s; "+
+		"set db-repository to a mirror you can reach, or restore cache-dir (with db/trivy.db) from a cache "+
+		"and set skip-db-update", tried)
+}
+
+// existingDB reports whether dbDir holds a DB Trivy can open, with its
+// metadata.
+func existingDB(dbDir string) (metadata.Metadata, bool) {
+	if _, err := os.Stat(tdb.Path(dbDir)); err != nil {
+		return metadata.Metadata{}, false
+	}
+	meta, err := metadata.NewClient(dbDir).Get()
+	if err != nil || meta.Version != tdb.SchemaVersion {
+		return metadata.Metadata{}, false
+	}
+	return meta, true
+}
+
+// oneLine flattens a multi-line error message.
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
