@@ -44,6 +44,27 @@ type Request struct {
 type Result struct {
 	Image  v1.Image
 	Stages []Stage // the stages that were built, in build order
+	// Layers describes each layer of Image, bottom first: where it came
+	// from, for findings that point at their cause.
+	Layers []LayerInfo
+}
+
+// LayerInfo says what made one layer of the image.
+type LayerInfo struct {
+	DiffID v1.Hash
+	Digest v1.Hash
+	// Base is true for the layers of the external base image (FROM an
+	// image, directly or through the stages the target is built on).
+	Base bool
+	// Instruction is the instruction that made the layer as the build
+	// reports it ("COPY app /app"), "FROM <image>" for base layers.
+	Instruction string
+	// Location is the instruction's Dockerfile line (the FROM line for
+	// base layers).
+	Location dockerfile.Location
+	// ContextFiles maps the regular files a COPY or ADD took from the build
+	// context (image path, no leading "/") to their path in the context.
+	ContextFiles map[string]string
 }
 
 // Stage reports one built stage.

@@ -117,10 +117,14 @@ func (st *stageState) copy(ctx context.Context, cmd dockerfile.Command, spec cop
 				return -1, fmt.Errorf("opening build context: %w", err)
 			}
 			r.Context = bctx
+			r.ContextFiles = map[string]string{}
 		}
 		entries, err = copier.Plan(ctx, r)
 		if err != nil {
 			return -1, err
+		}
+		if len(r.ContextFiles) > 0 {
+			st.contextFiles = r.ContextFiles
 		}
 	}
 	for _, sc := range spec.params.SourceContents {

@@ -154,7 +154,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Image: img}
+	res := &Result{Image: img, Layers: target.layers}
 	for _, r := range b.runs {
 		if r.res != nil {
 			res.Stages = append(res.Stages, r.res.report)

@@ -479,3 +479,49 @@ func TestRunStageReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestResultLayers: Result.Layers says what made each layer of the image.
+func TestResultLayers(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	df := "FROM busybox AS base\nCOPY req.txt /app/requirements.txt\nFROM base\nRUN echo x > /x\nCOPY --from=base /app/requirements.txt /copy.txt\nCOPY dir/ /d/\n"
+	files := map[string]string{"req.txt": "flask==0.1\n", "dir/a": "a", "dir/sub/b": "b"}
+	res, cf, logs, err := runBuild(t, fixture{dockerfile: df, files: files})
+	if err != nil {
+		t.Fatalf("build: %v\nlogs:\n%s", err, logs)
+	}
+	base, err := testbed.BusyboxImage(t).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := len(base)
+	if len(res.Layers) != len(cf.RootFS.DiffIDs) || len(res.Layers) != nb+4 {
+		t.Fatalf("%d layer infos, image has %d layers (base %d)", len(res.Layers), len(cf.RootFS.DiffIDs), nb)
+	}
+	for i, l := range res.Layers {
+		if l.DiffID != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: DiffID %v, config %v", i, l.DiffID, cf.RootFS.DiffIDs[i])
+		}
+		if (i < nb) != l.Base {
+			t.Errorf("layer %d: Base = %v", i, l.Base)
+		}
+	}
+	want := []struct {
+		instr string
+		line  int
+		files map[string]string
+	}{
+		{"FROM busybox", 1, nil},
+		{"COPY req.txt /app/requirements.txt", 2, map[string]string{"app/requirements.txt": "req.txt"}},
+		{"RUN echo x > /x", 4, nil},
+		{"COPY --from=base /app/requirements.txt /copy.txt", 5, nil},
+		{"COPY dir/ /d/", 6, map[string]string{"d/a": "dir/a", "d/sub/b": "dir/sub/b"}},
+	}
+	got := append(res.Layers[nb-1:nb:nb], res.Layers[nb:]...)
+	for i, w := range want {
+		g := got[i]
+		if g.Instruction != w.instr || g.Location.Line != w.line || !reflect.DeepEqual(g.ContextFiles, w.files) && len(w.files)+len(g.ContextFiles) > 0 {
+			t.Errorf("layer info %d: %q at line %d, files %v; want %q at %d, files %v", i, g.Instruction, g.Location.Line, g.ContextFiles, w.instr, w.line, w.files)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type stageResult struct {
 	env      *dockerfile.Env // the variables at the end of the stage (config Env plus ARGs)
 	args     []buildArg      // the ARGs declared in the stage and the stages under it
 	root     *keptRoot       // its root file system, when it has one and later stages use it
+	layers   []LayerInfo     // what made each layer of img
 }
 
 // stageState is a stage being built.
@@ -50,8 +52,13 @@ type stageState struct {
 	dirView  *rootfs.DirView // of root, opened on first use
 	root     string          // the extracted root file system, "" until a RUN needs it
 	rootDirs string          // the private directory that holds root (root itself without overlay)
-	ovl      *overlayRoot    // the overlay mount of root, nil when root is a copy
-	args     []buildArg      // the ARGs in scope, for RUN's history
+	layers   []LayerInfo     // what made each layer of img
+	step     *Step           // the instruction being run
+	// contextFiles are the build-context files of the layer about to be
+	// added (COPY/ADD), for LayerInfo.ContextFiles.
+	contextFiles map[string]string
+	ovl          *overlayRoot // the overlay mount of root, nil when root is a copy
+	args         []buildArg   // the ARGs in scope, for RUN's history
 }
 
 func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
@@ -76,6 +83,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			return nil, err
 		}
 		st.img = base.img
+		st.layers = slices.Clone(base.layers)
 		st.cfg = base.cfg.DeepCopy()
 		st.platform = base.platform
 		st.base = base.base
@@ -108,6 +116,10 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: listing layers: %w", s.Base, err)}
 		}
 		st.img = img
+		st.layers, err = baseLayerInfo(img, cf, s)
+		if err != nil {
+			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: %w", s.Base, err)}
+		}
 		st.cfg = baseConfig(cf)
 		st.platform = platform
 		st.base = baseInfo{layers: len(layers), history: cf.History, known: true}
@@ -141,6 +153,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		}
 		start := time.Now()
 		step := Step{Instruction: st.instructionText(cmd), Location: cmd.Location, EmptyLayer: true}
+		st.step = &step
 		size, err := st.dispatch(ctx, cmd)
 		if err != nil {
 			var dfErr *dockerfile.Error
@@ -161,7 +174,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 	if err != nil {
 		return nil, err
 	}
-	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args, root: kept}, nil
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args, root: kept, layers: st.layers}, nil
 }
 
 // baseConfig copies the config of a base image keeping what BuildKit's
@@ -320,8 +333,34 @@ func (st *stageState) addLayer(l v1.Layer) error {
 	st.img = img
 	st.cfg.RootFS.Type = "layers"
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
+	info := LayerInfo{DiffID: diffID, ContextFiles: st.contextFiles}
+	if d, err := l.Digest(); err == nil {
+		info.Digest = d
+	}
+	if st.step != nil {
+		info.Instruction, info.Location = st.step.Instruction, st.step.Location
+	}
+	st.layers = append(st.layers, info)
+	st.contextFiles = nil
 	st.view = nil
 	return nil
+}
+
+// baseLayerInfo describes the layers of the base image img of stage s,
+// from its manifest and config (no layer is fetched).
+func baseLayerInfo(img v1.Image, cf *v1.ConfigFile, s *dockerfile.ResolvedStage) ([]LayerInfo, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if len(m.Layers) != len(cf.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("manifest has %d layers, config %d diff IDs", len(m.Layers), len(cf.RootFS.DiffIDs))
+	}
+	out := make([]LayerInfo, len(m.Layers))
+	for i, l := range m.Layers {
+		out[i] = LayerInfo{DiffID: cf.RootFS.DiffIDs[i], Digest: l.Digest, Base: true, Instruction: "FROM " + s.Base, Location: s.Location}
+	}
+	return out, nil
 }
 
 // feedsTarget reports whether the layers of s end up in the image Build

@@ -69,6 +69,11 @@ type Request struct {
 	// overlay snapshotter applies the layer (BuildKit writes usr/bin/x).
 	// Ignored with --link, which never looks at Target.
 	FollowDestSymlinks bool
+	// ContextFiles, when not nil, receives for each regular file copied
+	// from Context (not From, not ADD archives or URLs) its entry name
+	// (image path) and its path in the build context, so that a finding
+	// in that file can point at the repository file.
+	ContextFiles map[string]string
 	// Chown is --chown. nil: files from the context are 0:0 and files from
 	// From keep their uid and gid.
 	Chown *Owner
@@ -686,6 +691,9 @@ func (p *planner) entryFor(src, target string, fi fs.FileInfo) (layer.Entry, err
 	src0, _ := fi.Sys().(*tar.Header)
 	if src0 != nil {
 		h.PAXRecords = xattrRecords(src0.PAXRecords)
+	}
+	if p.req.ContextFiles != nil && p.req.From == nil && mode.IsRegular() {
+		p.req.ContextFiles[target] = src
 	}
 	var open func() (io.ReadCloser, error)
 	switch {
