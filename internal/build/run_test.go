@@ -525,3 +525,37 @@ func TestResultLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestRunCacheMountSharing: two stages run at the same time with the same
+// cache; private gives the second another instance, locked makes it wait.
+func TestRunCacheMountSharing(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	stage := func(name, sharing string) string {
+		return "FROM busybox AS " + name + "\nRUN --mount=type=cache,target=/c,sharing=" + sharing +
+			" sh -c 'touch /c/" + name + "; sleep 1; ls /c | tr \"\\n\" \" \" > /seen'\n"
+	}
+	for _, sharing := range []string{"private", "locked"} {
+		t.Run(sharing, func(t *testing.T) {
+			t.Parallel()
+			df := stage("a", sharing) + stage("b", sharing) + "FROM scratch\nCOPY --from=a /seen /a\nCOPY --from=b /seen /b\n"
+			res, _, logs, err := runBuild(t, fixture{dockerfile: df})
+			if err != nil {
+				t.Fatalf("build: %v\nlogs:\n%s", err, logs)
+			}
+			got := flatten(t, res.Image)
+			a, b := got["a"], got["b"]
+			both := func(s string) bool { return strings.Contains(s, "file a b ") }
+			switch sharing {
+			case "private":
+				if both(a) || both(b) {
+					t.Errorf("private cache shared by concurrent RUNs: a saw %q, b saw %q", a, b)
+				}
+			case "locked":
+				if both(a) == both(b) {
+					t.Errorf("locked cache: exactly one RUN must see the other's file: a saw %q, b saw %q", a, b)
+				}
+			}
+		})
+	}
+}

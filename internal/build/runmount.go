@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -99,16 +100,49 @@ func (st *stageState) runMounts(ctx context.Context, c *instructions.RunCommand)
 }
 
 // cacheMountDir returns the directory of a cache mount, creating it (with
-// the mount's uid, gid and mode) on first use, and locks it until unlock.
+// the mount's uid, gid and mode) on first use, and the function that
+// releases it after the RUN. Sharing follows BuildKit within a build:
+// shared (the default) lets concurrent RUNs use the directory at once,
+// locked makes a RUN wait until the others release it, and private gives
+// a RUN that finds it in use another instance of the cache (kept too, and
+// reused by later RUNs that find the first busy).
 func (b *builder) cacheMountDir(m *instructions.Mount) (string, func(), error) {
 	id := m.CacheID
 	if id == "" {
 		id = path.Clean(m.Target)
 	}
 	sum := sha256.Sum256([]byte(id))
-	dir := filepath.Join(b.cacheBase, "cache", hex.EncodeToString(sum[:16]))
+	base := filepath.Join(b.cacheBase, "cache", hex.EncodeToString(sum[:16]))
 
+	dir, unlock := base, func() {}
+	switch m.CacheSharing {
+	case instructions.MountSharingLocked:
+		l := b.cacheLock(base)
+		l.Lock()
+		unlock = l.Unlock
+	case instructions.MountSharingPrivate:
+		for i := 0; ; i++ {
+			d := base
+			if i > 0 {
+				d = base + "-" + strconv.Itoa(i)
+			}
+			if l := b.cacheLock(d); l.TryLock() {
+				dir, unlock = d, l.Unlock
+				break
+			}
+		}
+	}
+	if err := createCacheDir(dir, m); err != nil {
+		unlock()
+		return "", nil, fmt.Errorf("creating cache mount %s: %w", id, err)
+	}
+	return dir, unlock, nil
+}
+
+// cacheLock returns the in-process lock of the cache mount directory dir.
+func (b *builder) cacheLock(dir string) *sync.Mutex {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.cacheLocks == nil {
 		b.cacheLocks = map[string]*sync.Mutex{}
 	}
@@ -117,41 +151,40 @@ func (b *builder) cacheMountDir(m *instructions.Mount) (string, func(), error) {
 		l = &sync.Mutex{}
 		b.cacheLocks[dir] = l
 	}
-	b.mu.Unlock()
-	l.Lock()
+	return l
+}
 
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-			l.Unlock()
-			return "", nil, fmt.Errorf("creating cache mount %s: %w", id, err)
-		}
-		mode := fs.FileMode(0o755)
-		if m.Mode != nil {
-			mode = fs.FileMode(*m.Mode & 0o777)
-		}
-		uid, gid := 0, 0
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
-		err := os.Mkdir(dir, mode)
-		if err == nil {
-			err = os.Chmod(dir, mode)
-		}
-		if err == nil {
-			err = os.Lchown(dir, uid, gid)
-		}
-		if err != nil {
-			l.Unlock()
-			return "", nil, fmt.Errorf("creating cache mount %s: %w", id, err)
-		}
-	} else if err != nil {
-		l.Unlock()
-		return "", nil, fmt.Errorf("opening cache mount %s: %w", id, err)
+// createCacheDir creates the directory of a cache mount with the mount's
+// mode and owner unless it exists.
+func createCacheDir(dir string, m *instructions.Mount) error {
+	if _, err := os.Lstat(dir); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
-	return dir, l.Unlock, nil
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o755)
+	if m.Mode != nil {
+		mode = fs.FileMode(*m.Mode & 0o777)
+	}
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	err := os.Mkdir(dir, 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // made by a concurrent RUN on a shared cache
+	}
+	if err == nil {
+		err = os.Chmod(dir, mode)
+	}
+	if err == nil {
+		err = os.Lchown(dir, uid, gid)
+	}
+	return err
 }
 
 // bindSource materialises the source of a bind mount in a temporary
