@@ -38,6 +38,11 @@ type Request struct {
 	// that mounts them: never logged (RUN output is redacted), never in a
 	// layer, a history entry, the config or a cache key.
 	Secrets map[string][]byte
+	// SSH maps the ids RUN --mount=type=ssh may name ("default" when the
+	// mount names none) to the unix socket of an SSH agent on the host
+	// (from --ssh default, --ssh id=SOCKET or an agent ship serves for a
+	// key file). RUN sees a socket forwarding to it; no key reaches a layer.
+	SSH map[string]string
 }
 
 // Result is a built image and what it took to build it.

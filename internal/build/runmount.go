@@ -26,8 +26,9 @@ import (
 // runMountSet is the mounts of one RUN and what to undo afterwards.
 type runMountSet struct {
 	list    []sandbox.Mount
-	env     []string // KEY=VALUE set by secret mounts with env=
+	env     []string // KEY=VALUE set by secret mounts with env= and SSH mounts
 	cleanup []func()
+	ssh     int // SSH sockets so far
 }
 
 // release undoes what the mounts needed: temporary directories, locks.
@@ -59,7 +60,10 @@ func (st *stageState) runMounts(ctx context.Context, c *instructions.RunCommand)
 			}
 			continue
 		case instructions.MountTypeSSH:
-			return nil, errors.New("RUN --mount=type=ssh is not supported yet")
+			if err := st.sshMount(ms, m, wd); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		target := mountTarget(m.Target, wd)
 		if target == "/" {
@@ -97,6 +101,48 @@ func (st *stageState) runMounts(ctx context.Context, c *instructions.RunCommand)
 		}
 	}
 	return ms, nil
+}
+
+// sshMount adds the socket of an SSH agent given with --ssh (Request.SSH)
+// at the mount's target, /run/buildkit/ssh_agent.N by default, with the
+// mount's uid, gid and mode (default 0600), and SSH_AUTH_SOCK pointing at
+// the first one unless the stage sets it, as BuildKit does. A mount of an
+// id that was not given fails the build when required, and is left out
+// otherwise.
+func (st *stageState) sshMount(ms *runMountSet, m *instructions.Mount, wd string) error {
+	id := m.CacheID
+	if id == "" {
+		id = "default"
+	}
+	sock, ok := st.b.req.SSH[id]
+	if !ok {
+		if m.Required {
+			return fmt.Errorf("RUN --mount=type=ssh,id=%s: no SSH agent or key was given for %q (ssh input or --ssh %s[=SOCKET|KEY])", id, id, id)
+		}
+		return nil
+	}
+	target := fmt.Sprintf("/run/buildkit/ssh_agent.%d", ms.ssh)
+	if m.Target != "" {
+		target = mountTarget(m.Target, wd)
+	}
+	ms.ssh++
+	mount := sandbox.Mount{Source: sock, Target: target, Socket: true, Mode: 0o600}
+	if m.UID != nil {
+		mount.UID = int(*m.UID)
+	}
+	if m.GID != nil {
+		mount.GID = int(*m.GID)
+	}
+	if m.Mode != nil {
+		mount.Mode = fs.FileMode(*m.Mode & 0o777)
+	}
+	ms.list = append(ms.list, mount)
+	if ms.ssh == 1 {
+		if _, set := st.env.Get("SSH_AUTH_SOCK"); !set {
+			ms.env = append(ms.env, "SSH_AUTH_SOCK="+target)
+		}
+	}
+	return nil
 }
 
 // cacheMountDir returns the directory of a cache mount, creating it (with

@@ -39,6 +39,12 @@ func (r *runner) setupChroot() error {
 		return err
 	}
 	for _, m := range r.spec.Mounts {
+		if m.Socket {
+			if err := t.putSocket(m); err != nil {
+				return err
+			}
+			continue
+		}
 		if m.File {
 			if err := t.putFile(m.Target, m.Source); err != nil {
 				return err

@@ -126,6 +126,12 @@ func (r *runner) setupNamespaces() error {
 		}
 	}
 	for _, m := range r.spec.Mounts {
+		if m.Socket {
+			if err := t.putSocket(m); err != nil {
+				return err
+			}
+			continue
+		}
 		p, err := t.ensure(m.Target, !m.File)
 		if err != nil {
 			return err

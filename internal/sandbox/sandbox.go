@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 )
@@ -46,6 +47,12 @@ type Mount struct {
 	ReadOnly bool
 	// File says that Source is a regular file, not a directory.
 	File bool
+	// Socket says that Source is a unix socket (an SSH agent's): in both
+	// modes a socket is created at Target, owned by UID:GID with Mode,
+	// whose connections are forwarded to Source while the process runs.
+	Socket   bool
+	UID, GID int
+	Mode     fs.FileMode
 }
 
 // Mode is how Run isolates the process.
