@@ -38,13 +38,13 @@ type log struct {
 			} `json:"driver"`
 		} `json:"tool"`
 		Results []struct {
-			RuleID              string            `json:"ruleId"`
-			Level               string            `json:"level"`
+			RuleID              string `json:"ruleId"`
+			Level               string `json:"level"`
 			Message             struct{ Text string }
 			PartialFingerprints map[string]string `json:"partialFingerprints"`
 			Locations           []struct {
 				PhysicalLocation struct {
-					ArtifactLocation struct{ URI string } `json:"artifactLocation"`
+					ArtifactLocation struct{ URI string }    `json:"artifactLocation"`
 					Region           struct{ StartLine int } `json:"region"`
 				} `json:"physicalLocation"`
 			} `json:"locations"`
