@@ -62,6 +62,9 @@ func WithoutRootFSCache() Option {
 // and processes.
 type baseCache struct {
 	dir string
+	// afterMiss, when set, is called when entry found no entry, before it
+	// tries to create one (a test hook).
+	afterMiss func()
 }
 
 func newBaseCache(cacheDir string) *baseCache {
@@ -130,26 +133,49 @@ func (c *baseCache) entry(ctx context.Context, layers []v1.Layer) (*cacheEntry, 
 	key := ids[len(ids)-1].Hex
 	root := filepath.Join(c.dir, key, entryRoot)
 
-	lk, err := c.lock(ctx, key, unix.LOCK_SH)
-	if err != nil {
-		return nil, err
+	// Readers hold the entry's lock shared for as long as they use it (an
+	// overlay mount keeps it for the stage, or the whole build): the
+	// creator must never wait for the exclusive lock, or it would wait for
+	// a reader of this very build. So: read it shared if it is there; else
+	// try to become its creator; else someone is creating it: wait, look
+	// again.
+	for {
+		lk, err := c.lock(ctx, key, unix.LOCK_SH)
+		if err != nil {
+			return nil, err
+		}
+		rep, ok, err := c.readEntry(key)
+		if ok && err == nil {
+			return &cacheEntry{root: root, rep: rep, hit: true, lk: lk}, nil
+		}
+		lk.unlock()
+		if err != nil {
+			return nil, err
+		}
+		if c.afterMiss != nil {
+			c.afterMiss()
+		}
+		lk, got, err := c.tryLock(key, unix.LOCK_EX)
+		if err != nil {
+			return nil, err
+		}
+		if got {
+			return c.createLocked(ctx, ids, layers, root, lk)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(lockPoll):
+		}
 	}
-	rep, ok, err := c.readEntry(key)
-	if ok && err == nil {
-		return &cacheEntry{root: root, rep: rep, hit: true, lk: lk}, nil
-	}
-	lk.unlock()
-	if err != nil {
-		return nil, err
-	}
+}
 
-	lk, err = c.lock(ctx, key, unix.LOCK_EX)
-	if err != nil {
-		return nil, err
-	}
-	// Another build may have created it while this one waited.
+// createLocked creates the entry key of ids under the exclusive lock lk
+// (unless another build did meanwhile) and returns it locked shared.
+func (c *baseCache) createLocked(ctx context.Context, ids []v1.Hash, layers []v1.Layer, root string, lk *cacheLock) (*cacheEntry, error) {
+	key := ids[len(ids)-1].Hex
 	hit := true
-	rep, ok, err = c.readEntry(key)
+	rep, ok, err := c.readEntry(key)
 	if err == nil && !ok {
 		hit = false
 		rep, err = c.create(ctx, ids, layers)
@@ -303,6 +329,25 @@ func (c *baseCache) lock(ctx context.Context, key string, how int) (*cacheLock, 
 		case <-time.After(lockPoll):
 		}
 	}
+}
+
+// tryLock takes the lock of entry key (how: unix.LOCK_SH or LOCK_EX) if
+// it is free; got is false when it is not.
+func (c *baseCache) tryLock(key string, how int) (lk *cacheLock, got bool, err error) {
+	f, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("locking root file system cache entry: %w", err)
+	}
+	err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return &cacheLock{f: f}, true, nil
+	case errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, unix.EINTR):
+		f.Close()
+		return nil, false, nil
+	}
+	f.Close()
+	return nil, false, fmt.Errorf("locking root file system cache entry: %w", err)
 }
 
 // unlock releases the lock (closing the descriptor releases the flock).

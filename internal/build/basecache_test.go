@@ -612,3 +612,55 @@ func TestWithoutRootFSCache(t *testing.T) {
 		t.Errorf("base layer read %d times by two builds, want 2", n)
 	}
 }
+
+// TestBaseCacheCreatorDoesNotWaitForReaders: a reader keeps the entry
+// locked shared while it uses it (an overlay mount, for the whole build).
+// A second user that found no entry just before the first created it must
+// find it then, not wait for the exclusive lock held off by that reader.
+func TestBaseCacheCreatorDoesNotWaitForReaders(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	layers, err := testbed.BusyboxImage(t).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	first := newBaseCache(dir)
+	second := newBaseCache(dir)
+	missed := make(chan struct{})
+	proceed := make(chan struct{})
+	second.afterMiss = func() {
+		close(missed)
+		<-proceed
+		second.afterMiss = nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		e, err := second.entry(ctx, layers)
+		if err == nil {
+			defer e.release()
+			if !e.hit {
+				err = errors.New("the second user created the entry again")
+			}
+		}
+		done <- err
+	}()
+	<-missed
+	e, err := first.entry(ctx, layers) // creates it, keeps it locked shared
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.release()
+	close(proceed)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the second user waited for the exclusive lock while the first reads the entry")
+	}
+}
