@@ -32,6 +32,7 @@ var levels = map[string]int{
 	"internal/testbed":    5, // tests only
 	"internal/archtest":   5, // tests only
 	"e2e":                 5, // tests only
+	"bench":               5, // benchmark tools only
 }
 
 // levelOf returns the level of an in-module import path (sub-packages share
