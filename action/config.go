@@ -34,6 +34,29 @@ type Config struct {
 	CacheDir           string            // layer cache directory, empty: a temporary one
 	GitHubToken        string            // token for ghcr.io (secret)
 
+	Scan             bool     // scan the image after the build
+	Scanners         []string // vuln, secret, misconfig
+	Severity         []string // severities reported; empty: all
+	FailOn           []string // severities that fail the run; empty: report only
+	IgnoreUnfixed    bool     // drop vulnerabilities without a fixed version
+	IgnoreBase       bool     // report but do not fail on base-image findings
+	TrivyIgnores     []string // .trivyignore / .trivyignore.yaml files; empty: those of the context, if any
+	VEX              []string // VEX documents
+	DBRepository     []string // vulnerability DB repositories, tried in order
+	SkipDBUpdate     bool     // use the DB in the cache as it is
+	TrivyServer      string   // Trivy server URL (client/server mode)
+	TrivyServerToken string   // Trivy server token (secret)
+	FindingsJSON     string   // path of the findings document
+	SBOM             string   // SBOM format: cyclonedx, spdx or empty
+	SBOMFile         string   // SBOM path; empty: ship-sbom.<format>.json
+	ScanBeforePush   bool     // scan before pushing; a failed gate pushes nothing
+	FailOnNewOnly    bool     // gate only on findings new against CompareTo
+	CompareTo        string   // image the findings are compared to
+
+	// ScanImage is the image `ship scan IMAGE` scans (LoadScan); empty for
+	// a build.
+	ScanImage string
+
 	// SourceDateEpoch comes from the SOURCE_DATE_EPOCH variable (integer
 	// seconds); nil when unset.
 	SourceDateEpoch *time.Time
@@ -108,7 +131,7 @@ type LookupEnv func(key string) (string, bool)
 // Inputs returns the description of every input, in the order action.yml
 // and --help list them.
 func Inputs() []Input {
-	return []Input{
+	return append([]Input{
 		{
 			Name: "context", Kind: KindString, Default: ".",
 			Description: "Build context directory.",
@@ -267,8 +290,9 @@ func Inputs() []Input {
 		},
 		{
 			Name: "cache-dir", Kind: KindString,
-			Description: "Directory for the layer cache (default: a temporary directory removed after the run).",
-			field:       func(c *Config) any { return &c.CacheDir },
+			Description: "Directory for the layer cache, the vulnerability DB (<cache-dir>/db) and the scan cache " +
+				"(default: build cache in a temporary directory removed after the run; DB and scan cache in $XDG_CACHE_HOME/ship or ~/.cache/ship).",
+			field: func(c *Config) any { return &c.CacheDir },
 		},
 		{
 			Name: "github-token", Kind: KindString, Secret: true,
@@ -276,7 +300,7 @@ func Inputs() []Input {
 			Description:   "GitHub token, used for ghcr.io.",
 			field:         func(c *Config) any { return &c.GitHubToken },
 		},
-	}
+	}, scanInputs()...)
 }
 
 // DefaultConfig returns the Config with every input at its default.
@@ -315,6 +339,9 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, in := range Inputs() {
+		if c.ScanImage != "" && (in.Name == "context" || in.Name == "file") {
+			continue // ship scan builds nothing
+		}
 		if in.check != nil {
 			if err := in.check(&c); err != nil {
 				return &ExitError{Code: CodeUsage, Err: err}

@@ -12,6 +12,8 @@ const (
 	// CodeInternal is used for errors outside the classes below, such as
 	// failing to write the CI outputs.
 	CodeInternal = 1
+	// CodeGate means the scan found what fail-on says fails the run.
+	CodeGate = 1
 	// CodeUsage means bad usage or configuration: unknown flags, invalid
 	// values, a missing context directory or Dockerfile.
 	CodeUsage = 2
@@ -20,6 +22,9 @@ const (
 	CodeBuild = 3
 	// CodePush means pushing to the registry failed.
 	CodePush = 4
+	// CodeScan means the scan could not run: no vulnerability DB, an
+	// unreadable image, a Trivy server that does not answer.
+	CodeScan = 5
 )
 
 // ExitError is an error that says which exit code the process should use.

@@ -36,6 +36,10 @@ type Outputs struct {
 	Image    string   `json:"image"`    // repo@digest of the first tag, or the digest without tags
 	Tags     []string `json:"tags"`     // the tags, as given
 	Metadata Metadata `json:"metadata"` // the details
+	// Scan holds the scan's outputs; nil when nothing was scanned.
+	Scan *ScanOutputs `json:"scan,omitempty"`
+
+	scanOnly bool // ship scan: no build to summarise
 }
 
 // Metadata is the "metadata" output (JSON).
@@ -119,7 +123,11 @@ func contextExcludes(cfg Config) []string {
 		return nil
 	}
 	var out []string
-	for _, p := range []string{cfg.Output, cfg.OutputTar} {
+	paths := []string{cfg.Output, cfg.OutputTar}
+	if cfg.Scan {
+		paths = append(paths, cfg.FindingsJSON, cfg.sbomFile(), cfg.CacheDir)
+	}
+	for _, p := range paths {
 		if p == "" {
 			continue
 		}
@@ -308,6 +316,11 @@ func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs
 		gha.SetOutput("image", out.Image)
 		gha.SetOutput("tags", strings.Join(out.Tags, ","))
 		gha.SetOutput("metadata", string(md))
+		if out.Scan != nil {
+			for _, kv := range out.Scan.outputPairs() {
+				gha.SetOutput(kv[0], kv[1])
+			}
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("writing GitHub outputs: %w", err)
@@ -315,7 +328,14 @@ func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs
 	if env("GITHUB_STEP_SUMMARY") == "" {
 		return nil
 	}
-	if err := protect(func() { gha.AddStepSummary(summaryMarkdown(out)) }); err != nil {
+	sum := ""
+	if !out.scanOnly {
+		sum = summaryMarkdown(out)
+	}
+	if out.Scan != nil {
+		sum += summaryFindings(out.Scan)
+	}
+	if err := protect(func() { gha.AddStepSummary(sum) }); err != nil {
 		return fmt.Errorf("writing GitHub job summary: %w", err)
 	}
 	return nil
@@ -406,6 +426,11 @@ func writeDotenv(dir string, out Outputs) error {
 	path := filepath.Join(dir, dotenvFile)
 	content := fmt.Sprintf("SHIP_DIGEST=%s\nSHIP_IMAGE=%s\nSHIP_TAGS=%s\n",
 		out.Digest, out.Image, strings.Join(out.Tags, ","))
+	if out.Scan != nil {
+		for _, kv := range out.Scan.outputPairs() {
+			content += "SHIP_" + strings.ToUpper(strings.ReplaceAll(kv[0], "-", "_")) + "=" + kv[1] + "\n"
+		}
+	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}

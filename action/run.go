@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sethvargo/go-githubactions"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/dockerfile"
@@ -28,6 +29,7 @@ type options struct {
 	tempBase string       // parent of the run's temp dir; "" os.TempDir
 	build    builderFunc
 	client   imageClient // nil: a registry client made from the Config
+	stderr   io.Writer   // the findings table; default os.Stderr
 }
 
 // builderFunc is build.Build's signature, replaceable in tests.
@@ -90,6 +92,11 @@ func withBuilder(f builderFunc) Option {
 	return func(o *options) error { o.build = f; return nil }
 }
 
+// withStderr sets where the findings table goes.
+func withStderr(w io.Writer) Option {
+	return func(o *options) error { o.stderr = w; return nil }
+}
+
 // withClient replaces the registry client.
 func withClient(c imageClient) Option {
 	return func(o *options) error { o.client = c; return nil }
@@ -101,11 +108,17 @@ func withClient(c imageClient) Option {
 // summary when GITHUB_ACTIONS=true, ship.env when GITLAB_CI=true, and
 // always a JSON object as the last line of stdout.
 //
-// Errors are *ExitError values (CodeUsage, CodeBuild, CodePush,
-// CodeInternal) with a one-line message free of secrets. Temporary files are
+// When cfg.Scan, the image is scanned (see internal/scan) while it is
+// pushed, or before when cfg.ScanBeforePush (a failed gate then pushes
+// nothing); the findings go to cfg.FindingsJSON, a table on stderr and the
+// outputs. With cfg.ScanImage (ship scan IMAGE) nothing is built: that image
+// is read from its registry and scanned.
+//
+// Errors are *ExitError values (CodeUsage, CodeBuild, CodePush, CodeScan,
+// CodeGate, CodeInternal) with a one-line message free of secrets. Temporary files are
 // removed before Run returns, also on error and cancellation.
 func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
-	o := options{lookup: os.LookupEnv, stdout: os.Stdout, build: build.Build}
+	o := options{lookup: os.LookupEnv, stdout: os.Stdout, stderr: os.Stderr, build: build.Build}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return withCode(CodeInternal, fmt.Errorf("configuring run: %w", err))
@@ -139,6 +152,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		base = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env)}))
 	}
 	log := slog.New(&redactHandler{next: base.Handler(), secrets: sec})
+	if cfg.ScanImage != "" {
+		return runScanImage(ctx, cfg, o, gha, env, log, sec.maskFunc(log))
+	}
 
 	cfg.resolveFile()
 	if err := cfg.Validate(); err != nil {
@@ -210,7 +226,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		buildOpts = append(buildOpts, build.WithoutRootFSCache())
 	}
 	var uploads *earlyUploads
-	if up, ok := client.(layerUploader); ok && cfg.Push && len(cfg.Tags) > 0 {
+	// Layers go to the registry while they are written, unless a failed
+	// scan must keep everything out of it (scan-before-push).
+	if up, ok := client.(layerUploader); ok && cfg.Push && len(cfg.Tags) > 0 && !(cfg.Scan && cfg.ScanBeforePush) {
 		uploads = startUploads(ctx, up, cfg.Tags[0], log)
 		defer uploads.stop()
 		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
@@ -250,7 +268,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		}
 	}
 
-	if cfg.Push {
+	push := func(ctx context.Context) error {
 		log.Info("pushing", "tags", strings.Join(cfg.Tags, ","))
 		start := time.Now()
 		if uploads != nil {
@@ -264,11 +282,75 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 			return withCode(CodePush, fmt.Errorf("pushing: registry reports digest %s, built %s", pushed, digest))
 		}
 		log.Info("pushed", "digest", digest.String(), "duration", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	var sc *scanOutcome
+	var scanName string // the image's name in the findings document
+	pushed := cfg.Push
+	if cfg.Scan {
+		// The context is read (to find a finding's line) only inside it:
+		// a symlink in the repository cannot lead the scan to host files.
+		ctxRoot, err := os.OpenRoot(cfg.Context)
+		if err != nil {
+			return withCode(CodeScan, fmt.Errorf("opening build context: %w", err))
+		}
+		defer ctxRoot.Close()
+		target := scanTarget{
+			img:            res.Image,
+			name:           digest.String(),
+			origins:        layerOrigins(res.Layers, dockerfilePath(cfg)),
+			source:         ctxRoot.FS(),
+			platform:       platform,
+			dockerfile:     cfg.File,
+			dockerfilePath: dockerfilePath(cfg),
+		}
+		if len(cfg.Tags) > 0 {
+			target.name = cfg.Tags[0]
+		}
+		scanName = target.name
+		doScan := func(ctx context.Context) error {
+			var err error
+			sc, err = runScan(ctx, cfg, target, client, o.lookup, log)
+			return err
+		}
+		switch {
+		case cfg.Push && !cfg.ScanBeforePush:
+			// Scan while pushing: the push is network, the scan CPU.
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return push(gctx) })
+			g.Go(func() error { return doScan(gctx) })
+			if err := g.Wait(); err != nil {
+				return err
+			}
+		default:
+			if err := doScan(ctx); err != nil {
+				return err
+			}
+			if cfg.Push && len(sc.gate) > 0 {
+				log.Warn("not pushing: the scan fails the run (scan-before-push)")
+				pushed = false
+			} else if cfg.Push {
+				if err := push(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	} else if cfg.Push {
+		if err := push(ctx); err != nil {
+			return err
+		}
 	}
 
 	out, err := makeOutputs(res, digest, cfg)
 	if err != nil {
 		return withCode(CodeBuild, err)
+	}
+	out.Metadata.Pushed = pushed
+	if sc != nil {
+		out.Scan, err = finishScan(ctx, cfg, sc, scanName, out.Digest, o.stderr)
+		if err != nil {
+			return err
+		}
 	}
 	if onGitHub {
 		if err := writeGitHub(gha, env, out); err != nil {
@@ -282,6 +364,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	}
 	if err := writeJSONLine(o.stdout, out); err != nil {
 		return withCode(CodeInternal, err)
+	}
+	if sc != nil {
+		return gateError(cfg, sc.gate)
 	}
 	return nil
 }

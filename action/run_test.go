@@ -113,6 +113,7 @@ func newBed(t *testing.T) *runBed {
 		t.Fatal(err)
 	}
 	b.cfg = DefaultConfig()
+	b.cfg.Scan = false // scans are tested in scan_test.go, with a fixture DB
 	b.cfg.Context = filepath.Join(dir, "ctx")
 	b.cfg.File = filepath.Join(dir, "ctx", "Dockerfile")
 	b.cfg.Output = filepath.Join(dir, "out")

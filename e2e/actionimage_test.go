@@ -104,7 +104,7 @@ func TestActionImage(t *testing.T) {
 	}
 	stdout, err := d.Exec(ctx, "run", "--rm", "--network=none",
 		"-v", src+":/src:ro", "-v", out+":/out", tag,
-		"--context", "/src", "--output", "/out/layout", "--output-tar", "/out/hello.tar")
+		"--context", "/src", "--output", "/out/layout", "--output-tar", "/out/hello.tar", "--scan=false")
 	if err != nil {
 		t.Fatalf("docker run of the action image: %v", err)
 	}
@@ -166,7 +166,7 @@ func TestActionImage(t *testing.T) {
 	runOut, err := d.Exec(ctx, "run", "--rm", "--network=host",
 		"-v", runCtx+":/src:ro", "-v", out+":/out", tag,
 		"--context", "/src", "--output", "/out/run-layout", "--output-tar", "/out/run.tar",
-		"--tag", "ship-e2e/run-unprivileged:1", "--insecure-registry", reg.Host)
+		"--tag", "ship-e2e/run-unprivileged:1", "--insecure-registry", reg.Host, "--scan=false")
 	if err != nil {
 		t.Fatalf("RUN build in the action image with default capabilities: %v\n%s", err, runOut)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,8 +12,17 @@ import (
 )
 
 func main() {
+	// Trivy's init replaces slog's default logger with one that buffers
+	// forever; put a plain one back first.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	cfg, err := action.Load(os.Args[1:], os.LookupEnv)
+	var cfg action.Config
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "scan" {
+		cfg, err = action.LoadScan(os.Args[2:], os.LookupEnv)
+	} else {
+		cfg, err = action.Load(os.Args[1:], os.LookupEnv)
+	}
 	if err == nil {
 		err = action.Run(ctx, cfg)
 	}

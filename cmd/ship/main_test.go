@@ -26,7 +26,7 @@ func runShip(t *testing.T, dir string, args ...string) (stdout, stderr string, c
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SHIP_TEST_RUN_MAIN=1", "GITHUB_ACTIONS=", "GITLAB_CI=")
+	cmd.Env = append(os.Environ(), "SHIP_TEST_RUN_MAIN=1", "GITHUB_ACTIONS=", "GITLAB_CI=", "SHIP_SCAN=false")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -65,6 +65,18 @@ func TestShip(t *testing.T) {
 			args:       func(string) []string { return []string{"--nope"} },
 			wantCode:   2,
 			wantStderr: "ship: unknown flag --nope (see ship --help)",
+		},
+		{
+			name:       "scan without an image",
+			args:       func(string) []string { return []string{"scan", "--fail-on", "HIGH"} },
+			wantCode:   2,
+			wantStderr: "ship: ship scan needs an image: ship scan IMAGE [flags]",
+		},
+		{
+			name:       "scan with a bad flag",
+			args:       func(string) []string { return []string{"scan", "registry.example/app:1", "--fail-on", "SEVERE"} },
+			wantCode:   2,
+			wantStderr: `ship: parsing severity "SEVERE": want one of UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL`,
 		},
 		{
 			name:       "missing context",
