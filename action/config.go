@@ -21,6 +21,7 @@ type Config struct {
 	Tags               []string          // image references to tag (and push)
 	BuildArgs          map[string]string // --build-arg values, bare keys resolved from the environment
 	Secrets            []string          // --secret items (id=ID,src=FILE or id=ID,env=VAR), never the values
+	SSH                []string          // --ssh items: default, ID, ID=SOCKET or ID=KEYFILE
 	Target             string            // stage to build
 	Labels             map[string]string // labels added to the image
 	Platforms          []string          // target platform (one for now), e.g. linux/amd64
@@ -195,6 +196,12 @@ func Inputs() []Input {
 				_, err := parseSecretSpecs(c.Secrets)
 				return err
 			},
+		},
+		{
+			Name: "ssh-agents", Kind: KindLines, Alias: "ssh",
+			Description: "SSH agents for RUN --mount=type=ssh, one per line, as docker build --ssh: default (the agent of SSH_AUTH_SOCK), ID, " +
+				"ID=SOCKET (an agent socket) or ID=KEYFILE (an unencrypted private key ship serves from an agent of its own). RUN can use the keys, never read them.",
+			field: func(c *Config) any { return &c.SSH },
 		},
 		{
 			Name: "target", Kind: KindString,

@@ -190,6 +190,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 	}
 	defer os.RemoveAll(tmp)
 
+	agents, err := startSSHAgents(cfg.SSH, env, tmp)
+	if err != nil {
+		return withCode(CodeUsage, err)
+	}
+	defer agents.close()
+
 	client := o.client
 	if client == nil {
 		c, err := newRegistryClient(cfg, o.lookup, log, sec.maskFunc(log))
@@ -213,6 +219,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		SourceDateEpoch: cfg.SourceDateEpoch,
 		ContextExcludes: excludes,
 		Secrets:         buildSecrets,
+		SSH:             agents.sockets,
 	}
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
