@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	fixtures "github.com/aquasecurity/bolt-fixtures"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -26,6 +25,7 @@ import (
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/dockerfile"
 	"github.com/intesys/ship-action/internal/findings"
+	"github.com/intesys/ship-action/internal/testbed"
 )
 
 // The image of these tests, as if built from:
@@ -125,37 +125,6 @@ func fixtureImages(t *testing.T) (img v1.Image, infos []build.LayerInfo, prev v1
 	return img, infos, prev
 }
 
-// writeFixtureDB writes the fixture vulnerability DB into cacheDir/db as
-// Trivy lays it out: trivy.db from internal/scan's YAML fixtures, and a
-// fresh metadata.json, so that no download is tried.
-func writeFixtureDB(t *testing.T, cacheDir string) {
-	t.Helper()
-	dbDir := filepath.Join(cacheDir, "db")
-	if err := os.MkdirAll(dbDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join("..", "internal", "scan", "testdata", "db", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no DB fixtures: %v", err)
-	}
-	loader, err := fixtures.New(filepath.Join(dbDir, "trivy.db"), files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := loader.Load(); err != nil {
-		t.Fatalf("loading DB fixtures: %v", err)
-	}
-	if err := loader.Close(); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	meta := fmt.Sprintf(`{"Version":2,"NextUpdate":%q,"UpdatedAt":%q,"DownloadedAt":%q}`,
-		now.Add(24*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339))
-	if err := os.WriteFile(filepath.Join(dbDir, "metadata.json"), []byte(meta), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // scanClient is fakeClient with one image to resolve (compare-to).
 type scanClient struct {
 	fakeClient
@@ -202,7 +171,7 @@ func newScanBed(t *testing.T) *scanBed {
 	b.cfg.SkipDBUpdate = true
 	b.cfg.DBRepository = []string{"127.0.0.1:1/aquasec/trivy-db:2"} // unreachable: nothing may be downloaded
 	b.cfg.FindingsJSON = filepath.Join(b.dir, "work", "findings.json")
-	writeFixtureDB(t, b.cfg.CacheDir)
+	testbed.FixtureDB(t, b.cfg.CacheDir)
 	return b
 }
 

@@ -11,41 +11,8 @@ import (
 	"testing"
 	"time"
 
-	fixtures "github.com/aquasecurity/bolt-fixtures"
-
 	"github.com/intesys/ship-action/internal/testbed"
 )
-
-// writeFixtureDB writes the fixture vulnerability DB of internal/scan
-// (testdata/db) into cacheDir/db as Trivy lays it out, with a fresh
-// metadata.json: scans with --skip-db-update use it offline.
-func writeFixtureDB(t *testing.T, cacheDir string) {
-	t.Helper()
-	dbDir := filepath.Join(cacheDir, "db")
-	if err := os.MkdirAll(dbDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join("..", "internal", "scan", "testdata", "db", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no DB fixtures: %v", err)
-	}
-	loader, err := fixtures.New(filepath.Join(dbDir, "trivy.db"), files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := loader.Load(); err != nil {
-		t.Fatalf("loading DB fixtures: %v", err)
-	}
-	if err := loader.Close(); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	meta := fmt.Sprintf(`{"Version":2,"NextUpdate":%q,"UpdatedAt":%q,"DownloadedAt":%q}`,
-		now.Add(24*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339))
-	if err := os.WriteFile(filepath.Join(dbDir, "metadata.json"), []byte(meta), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // findingsOf reads a findings-json document as "id|severity|origin|path:line".
 func findingsOf(t *testing.T, path string) []string {
@@ -101,7 +68,7 @@ func TestScan(t *testing.T) {
 		"settings.conf":    txt("[aws]\naws_access_key_id = AKIAZ3MSHIPDEMOKEY7Q\nregion = eu-south-1\n"),
 	})
 	cache := filepath.Join(root, "cache")
-	writeFixtureDB(t, cache)
+	testbed.FixtureDB(t, cache)
 	tag := reg.Ref("scan/app:1")
 	common := []string{"--scan", "--cache-dir", cache, "--skip-db-update", "--db-repository", "127.0.0.1:1/none/trivy-db:2",
 		"--insecure-registry", reg.Host}

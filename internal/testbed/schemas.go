@@ -17,19 +17,7 @@ func SchemasDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("SHIP_SCHEMAS_DIR")
 	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "schemas")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
+		dir = filepath.Join(repoRoot(t), "..", "shared", "schemas")
 	}
 	if _, err := os.Stat(dir); dir == "" || err != nil {
 		if os.Getenv("CI") == "true" {
