@@ -318,6 +318,14 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		doScan := func(ctx context.Context) error {
 			var err error
 			sc, err = runScan(ctx, cfg, target, client, o.lookup, log)
+			if err != nil && len(cfg.FailOn) == 0 && ctx.Err() == nil && ExitCode(err) == CodeScan {
+				// Report only: nothing gates on the scan, so a scan that
+				// cannot run (no DB reachable) warns instead of failing
+				// the build.
+				log.Warn("scan skipped: it could not run, and fail-on is empty (report only), so the run goes on", "err", err)
+				sc = nil
+				return nil
+			}
 			return err
 		}
 		switch {

@@ -707,3 +707,30 @@ func TestDefaultCompareTo(t *testing.T) {
 		})
 	}
 }
+
+// TestRunScanWithoutDB: a scan that cannot get a DB fails the run (code 5)
+// only when something gates on it; report only, the build goes on.
+func TestRunScanWithoutDB(t *testing.T) {
+	t.Parallel()
+	for _, failOn := range [][]string{nil, {"HIGH"}} {
+		b := newScanBed(t)
+		if err := os.RemoveAll(filepath.Join(b.cfg.CacheDir, "db")); err != nil {
+			t.Fatal(err)
+		}
+		b.cfg.SkipDBUpdate = false // try the unreachable repository
+		b.cfg.FailOn = failOn
+		err := b.run()
+		if failOn == nil {
+			if err != nil {
+				t.Errorf("report only: %v", err)
+			}
+			if !strings.Contains(b.logs.String(), "scan skipped") {
+				t.Errorf("report only: no warning in the logs:\n%s", b.logs.String())
+			}
+			continue
+		}
+		if ExitCode(err) != CodeScan {
+			t.Errorf("fail-on HIGH: err %v (code %d), want code %d", err, ExitCode(err), CodeScan)
+		}
+	}
+}
