@@ -170,9 +170,12 @@ func parseFlags(args []string, inputs []Input) (map[string][]string, bool, error
 func Usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: ship [flags]
+       ship scan IMAGE [flags]
 
 Builds a Dockerfile into an image without a Docker daemon, writes it as an
-OCI image layout (and a tarball when asked), and pushes it when asked.
+OCI image layout (and a tarball when asked), scans it with Trivy in process,
+and pushes it when asked. "ship scan IMAGE" scans an image from a registry
+with the same scan flags, outputs and exit codes.
 
 Every flag --NAME is also the GitHub Actions input NAME and the variable
 SHIP_NAME. Precedence: flags, then action inputs, then SHIP_* variables,
@@ -207,7 +210,9 @@ Flags:
 	b.WriteString(`  -h, --help
       Print this help.
 
-Exit codes: 0 ok, 2 bad usage or configuration, 3 build failed, 4 push failed.
+Exit codes: 0 ok, 1 findings fail the gate (fail-on), 2 bad usage or
+configuration, 3 build failed, 4 push failed, 5 the scan could not run
+(with fail-on set).
 `)
 	return b.String()
 }
