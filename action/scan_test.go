@@ -1,26 +1,19 @@
 package action
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/dockerfile"
@@ -50,52 +43,11 @@ var (
 	scanSettings     = "[aws]\naws_access_key_id = AKIAZ3MSHIPDEMOKEY7Q\nregion = eu-south-1\n"
 )
 
-// tarLayer makes an uncompressed-tar layer holding files (path -> content).
-func tarLayer(t *testing.T, files map[string]string) v1.Layer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		hdr := &tar.Header{Name: p, Mode: 0o644, Size: int64(len(files[p])), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(files[p])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 // scanImage returns a linux/amd64 image of layers and their descriptions.
 func scanImage(t *testing.T, layers []v1.Layer, infos []build.LayerInfo) (v1.Image, []build.LayerInfo) {
 	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = "amd64", "linux"
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		t.Fatal(err)
-	}
+	img := testbed.LinuxImage(t, layers...)
+	var err error
 	for i, l := range layers {
 		if infos[i].DiffID, err = l.DiffID(); err != nil {
 			t.Fatal(err)
@@ -112,8 +64,8 @@ func scanImage(t *testing.T, layers []v1.Layer, infos []build.LayerInfo) (v1.Ima
 func fixtureImages(t *testing.T) (img v1.Image, infos []build.LayerInfo, prev v1.Image) {
 	t.Helper()
 	loc := func(l int) dockerfile.Location { return dockerfile.Location{File: "Dockerfile", Line: l, EndLine: l} }
-	base := tarLayer(t, scanBaseFiles)
-	cp := tarLayer(t, map[string]string{"app/requirements.txt": scanRequirements, "app/settings.conf": scanSettings})
+	base := testbed.FilesLayer(t, scanBaseFiles)
+	cp := testbed.FilesLayer(t, map[string]string{"app/requirements.txt": scanRequirements, "app/settings.conf": scanSettings})
 	img, infos = scanImage(t, []v1.Layer{base, cp}, []build.LayerInfo{
 		{Base: true, Instruction: "FROM debian:12", Location: loc(1)},
 		{Instruction: "COPY src/ /app/", Location: loc(3), ContextFiles: map[string]string{

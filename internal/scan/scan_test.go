@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -21,7 +20,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	fixtures "github.com/aquasecurity/bolt-fixtures"
@@ -60,61 +58,6 @@ var (
 	}
 )
 
-// tarLayer makes an uncompressed-tar layer holding files (path -> content).
-func tarLayer(t *testing.T, files map[string]string) v1.Layer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		mode := int64(0o644)
-		if strings.Contains(p, "/bin/") {
-			mode = 0o755
-		}
-		hdr := &tar.Header{Name: p, Mode: mode, Size: int64(len(files[p])), Typeflag: tar.TypeReg,
-			ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(files[p])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// testImage builds a linux/amd64 image from layers.
-func testImage(t *testing.T, layers ...v1.Layer) v1.Image {
-	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = "amd64", "linux"
-	img, err = mutate.ConfigFile(img, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 type fixtureImage struct {
 	img     v1.Image
 	diffIDs []string // base, copy, run
@@ -123,8 +66,8 @@ type fixtureImage struct {
 
 func newFixtureImage(t *testing.T, run map[string]string) fixtureImage {
 	t.Helper()
-	layers := []v1.Layer{tarLayer(t, baseFiles), tarLayer(t, copyFiles), tarLayer(t, run)}
-	fi := fixtureImage{img: testImage(t, layers...)}
+	layers := []v1.Layer{testbed.FilesLayer(t, baseFiles), testbed.FilesLayer(t, copyFiles), testbed.FilesLayer(t, run)}
+	fi := fixtureImage{img: testbed.LinuxImage(t, layers...)}
 	origins := []findings.LayerOrigin{
 		{Base: true, Instruction: "FROM debian:12", Location: findings.Location{Path: "Dockerfile", Line: 1}},
 		{Instruction: "COPY src/ /app/", Location: findings.Location{Path: "Dockerfile", Line: 3},
