@@ -90,24 +90,6 @@ func chainIDs(layers []v1.Layer) ([]v1.Hash, error) {
 	return ids, nil
 }
 
-// materialize fills dst, an empty directory, with the root file system of
-// layers: a copy of the cache entry of their chain (see entry). hit tells
-// whether the entry was there already.
-func (c *baseCache) materialize(ctx context.Context, dst string, layers []v1.Layer) (rep *rootfs.ExtractReport, hit bool, err error) {
-	if len(layers) == 0 {
-		return &rootfs.ExtractReport{}, false, nil
-	}
-	e, err := c.entry(ctx, layers)
-	if err != nil {
-		return nil, false, err
-	}
-	defer e.release()
-	if err := copyTree(ctx, e.root, dst); err != nil {
-		return nil, false, fmt.Errorf("copying cached root file system: %w", err)
-	}
-	return e.rep, e.hit, nil
-}
-
 // cacheEntry is a complete entry of the cache, locked (shared) until
 // release: its root directory must only be read.
 type cacheEntry struct {

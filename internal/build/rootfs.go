@@ -57,26 +57,24 @@ func (st *stageState) rootDir() (string, error) {
 			return "", err
 		}
 		rest = layers[nKept:]
-	} else if n := st.cachedBaseLayers(layers); n > 0 {
-		start := time.Now()
-		rep, hit, err := newBaseCache(st.b.opts.cacheDir).materialize(ctx, dir, layers[:n])
-		switch {
-		case err == nil:
-			log.Debug("base root file system", "stage", st.s.DisplayName(), "layers", n, "cached", hit, "duration", time.Since(start))
-			st.b.warnExtract(st.s.DisplayName(), rep)
-			rest = layers[n:]
-		case ctx.Err() != nil:
+	} else {
+		e, n, err := st.cachedBase(layers)
+		if err != nil {
 			_ = os.RemoveAll(dir)
-			return "", fmt.Errorf("extracting root file system: %w", ctx.Err())
-		case errors.As(err, new(*extractError)):
-			_ = os.RemoveAll(dir)
-			return "", fmt.Errorf("extracting root file system: %w", err)
-		default:
-			// The cache is an optimisation: extract without it.
-			log.Warn("root file system cache unavailable", "stage", st.s.DisplayName(), "err", err)
-			_ = os.RemoveAll(dir)
-			if dir, err = st.newRootDir(); err != nil {
-				return "", err
+			return "", err
+		}
+		if e != nil {
+			err := copyTree(ctx, e.root, dir)
+			e.release()
+			if err == nil {
+				rest = layers[n:]
+			} else {
+				// The cache is an optimisation: extract without it.
+				log.Warn("copying the cached base root file system failed: extracting it", "stage", st.s.DisplayName(), "err", err)
+				_ = os.RemoveAll(dir)
+				if dir, err = st.newRootDir(); err != nil {
+					return "", err
+				}
 			}
 		}
 	}
@@ -100,6 +98,33 @@ func (st *stageState) cachedBaseLayers(layers []v1.Layer) int {
 		return 0
 	}
 	return min(st.base.layers, len(layers))
+}
+
+// cachedBase returns the base cache entry of the stage's external base
+// (its first n layers), locked for reading until the caller releases it;
+// nil when there is no cache, or when the cache fails in a way an
+// extraction without it may not (logged). The errors are those an
+// extraction would hit too: a cancelled build, a broken or hostile layer.
+func (st *stageState) cachedBase(layers []v1.Layer) (*cacheEntry, int, error) {
+	n := st.cachedBaseLayers(layers)
+	if n == 0 {
+		return nil, 0, nil
+	}
+	ctx := st.b.runCtx
+	start := time.Now()
+	e, err := newBaseCache(st.b.opts.cacheDir).entry(ctx, layers[:n])
+	switch {
+	case err == nil:
+		st.b.opts.logger.Debug("base root file system", "stage", st.s.DisplayName(), "layers", n, "cached", e.hit, "duration", time.Since(start))
+		st.b.warnExtract(st.s.DisplayName(), e.rep)
+		return e, n, nil
+	case ctx.Err() != nil:
+		return nil, 0, fmt.Errorf("extracting root file system: %w", ctx.Err())
+	case errors.As(err, new(*extractError)):
+		return nil, 0, fmt.Errorf("extracting root file system: %w", err)
+	}
+	st.b.opts.logger.Warn("root file system cache unavailable", "stage", st.s.DisplayName(), "err", err)
+	return nil, 0, nil
 }
 
 // errOverlay marks a failure to mount an overlay root file system, after
@@ -129,20 +154,13 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 	if kept != nil {
 		// The stage built on: its directories, read-only, under this one.
 		lowers, rest = kept.keptLowers(), layers[nKept:]
-	} else if n := st.cachedBaseLayers(layers); n > 0 {
-		start := time.Now()
-		e, err := newBaseCache(st.b.opts.cacheDir).entry(ctx, layers[:n])
-		switch {
-		case err == nil:
-			log.Debug("base root file system", "stage", st.s.DisplayName(), "layers", n, "cached", e.hit, "duration", time.Since(start))
-			st.b.warnExtract(st.s.DisplayName(), e.rep)
+	} else {
+		e, n, err := st.cachedBase(layers)
+		if err != nil {
+			return fail(err)
+		}
+		if e != nil {
 			lowers, release, rest = []string{e.root}, e.release, layers[n:]
-		case ctx.Err() != nil:
-			return fail(fmt.Errorf("extracting root file system: %w", ctx.Err()))
-		case errors.As(err, new(*extractError)):
-			return fail(fmt.Errorf("extracting root file system: %w", err))
-		default:
-			log.Warn("root file system cache unavailable", "stage", st.s.DisplayName(), "err", err)
 		}
 	}
 	if lowers == nil {
