@@ -55,11 +55,12 @@ func WithoutRootFSCache() Option {
 // <cacheDir>/rootfs/<chain ID>, the OCI chain ID (sha256 of the chain of
 // layer DiffIDs) of the layers extracted into it. An entry is written
 // under a temporary name, renamed when complete, and never changed
-// afterwards: builds start their private root file system from a copy of
-// it (a reflink clone where the file system supports FICLONE), so a RUN
-// cannot modify it. <chain ID>.lock serialises the creation of an entry
-// (exclusive flock) against its readers (shared flock), across goroutines
-// and processes.
+// afterwards: a RUN never writes to it, because a build either mounts it
+// as the read-only lower directory of an overlay or starts its private
+// root file system from a copy of it (a reflink clone where the file
+// system supports FICLONE). <chain ID>.lock serialises the creation of an
+// entry (exclusive flock) against its readers (shared flock, held for as
+// long as they use it), across goroutines and processes.
 type baseCache struct {
 	dir string
 	// afterMiss, when set, is called when entry found no entry, before it

@@ -146,8 +146,9 @@ func (st *stageState) rootFromBaseStage() (k *keptRoot, nBase int) {
 	return r.res.root, len(r.res.cfg.RootFS.DiffIDs)
 }
 
-// copyKept copies the kept root k into the new private directory dir.
-func copyKept(st *stageState, k *keptRoot, dir string) error {
+// copyKept copies the kept root k of the stage st is built on into dir,
+// st's new private root directory.
+func (st *stageState) copyKept(k *keptRoot, dir string) error {
 	if err := copyTree(st.b.runCtx, k.root, dir); err != nil {
 		return fmt.Errorf("copying the root file system of stage %s: %w", st.s.BaseStage.DisplayName(), err)
 	}

@@ -52,7 +52,7 @@ func (st *stageState) rootDir() (string, error) {
 	rest := layers
 	if kept != nil {
 		// The stage built on: its file system is there already.
-		if err := copyKept(st, kept, dir); err != nil {
+		if err := st.copyKept(kept, dir); err != nil {
 			_ = os.RemoveAll(dir)
 			return "", err
 		}
