@@ -137,7 +137,7 @@ func TestActionYMLMatchesConfig(t *testing.T) {
 		outs = append(outs, name)
 	}
 	slices.Sort(outs)
-	if want := []string{"critical", "digest", "findings-json", "high", "image", "low", "medium", "metadata", "sbom", "tags", "unknown"}; !slices.Equal(outs, want) {
+	if want := []string{"critical", "digest", "findings-json", "high", "image", "low", "medium", "metadata", "sarif-file", "sbom", "tags", "unknown"}; !slices.Equal(outs, want) {
 		t.Errorf("outputs %v, want %v", outs, want)
 	}
 	if a.Runs.Using != "docker" || a.Runs.Image != "docker://ghcr.io/intesys/ship-action:v1" {

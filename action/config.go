@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,13 @@ type Config struct {
 	FailOnNewOnly    bool     // gate only on findings new against CompareTo
 	CompareTo        string   // image the findings are compared to
 
+	CheckName         string // GitHub check run name; empty: "ship / <image>"
+	Comment           string // pull request comment: true, false or on-failure
+	SARIFFile         string // SARIF path
+	UploadSARIF       bool   // upload the SARIF to GitHub code scanning
+	MaxAnnotations    int    // check run annotations at most
+	FailOnReportError bool   // a report that cannot be delivered fails the run
+
 	// ScanImage is the image `ship scan IMAGE` scans (LoadScan); empty for
 	// a build.
 	ScanImage string
@@ -63,6 +71,11 @@ type Config struct {
 	SourceDateEpoch *time.Time
 	// Help asks Run to print the usage and do nothing else.
 	Help bool
+
+	// workspace is the repository's root (GITHUB_WORKSPACE,
+	// CI_PROJECT_DIR): findings name files relative to it. "" is the
+	// working directory.
+	workspace string
 }
 
 // Kind is the type of an input's value.
@@ -82,6 +95,8 @@ const (
 	// KindLines is a list whose items may hold commas: newline separated in
 	// inputs and variables, and repeatable flags.
 	KindLines
+	// KindInt is a non-negative decimal integer.
+	KindInt
 )
 
 // String returns the name action.yml documentation uses for the kind.
@@ -97,6 +112,8 @@ func (k Kind) String() string {
 		return "map"
 	case KindLines:
 		return "lines"
+	case KindInt:
+		return "int"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -304,10 +321,10 @@ func Inputs() []Input {
 		{
 			Name: "github-token", Kind: KindString, Secret: true,
 			ActionDefault: "${{ github.token }}",
-			Description:   "GitHub token, used for ghcr.io.",
+			Description:   "GitHub token: for ghcr.io, and for the check run, pull request comment and SARIF upload (see permissions in README).",
 			field:         func(c *Config) any { return &c.GitHubToken },
 		},
-	}, scanInputs()...)
+	}, append(scanInputs(), reportInputs()...)...)
 }
 
 // DefaultConfig returns the Config with every input at its default.
@@ -378,6 +395,8 @@ func (c Config) LogValue() slog.Value {
 			v = *p
 		case *bool:
 			v = *p
+		case *int:
+			v = *p
 		case *[]string:
 			v = *p
 		case *map[string]string:
@@ -407,12 +426,19 @@ func (c Config) secrets() []string {
 // whether each item may hold several list items (comma or newline
 // separated); repeated singular flags (--build-arg) are not split.
 func (in Input) set(c *Config, raw []string, split bool, lookup LookupEnv) error {
-	if len(raw) == 0 && (in.Kind == KindString || in.Kind == KindBool) {
+	if len(raw) == 0 && (in.Kind == KindString || in.Kind == KindBool || in.Kind == KindInt) {
 		return nil
 	}
 	switch p := in.field(c).(type) {
 	case *string:
 		*p = raw[len(raw)-1]
+	case *int:
+		v := strings.TrimSpace(raw[len(raw)-1])
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid %s value %q: want a whole number, 0 or more", in.Name, v)
+		}
+		*p = n
 	case *bool:
 		v := strings.ToLower(strings.TrimSpace(raw[len(raw)-1]))
 		switch v {

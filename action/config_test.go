@@ -47,6 +47,8 @@ func TestInputsTable(t *testing.T) {
 			want = reflect.Slice
 		case KindMap:
 			want = reflect.Map
+		case KindInt:
+			want = reflect.Int
 		}
 		if got := reflect.TypeOf(in.field(&c)).Elem().Kind(); got != want {
 			t.Errorf("input %s: kind %s but field is a %s", in.Name, in.Kind, got)

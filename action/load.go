@@ -194,6 +194,8 @@ Flags:
 		switch in.Kind {
 		case KindString:
 			names += " VALUE"
+		case KindInt:
+			names += " N"
 		case KindList:
 			names += " VALUE,..."
 		case KindMap:

@@ -19,6 +19,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/intesys/ship-action/internal/build"
+	"github.com/intesys/ship-action/internal/report/markdown"
 )
 
 // localTag names the image in --output-tar when no tag is given, so that
@@ -302,8 +303,8 @@ func makeOutputs(res *build.Result, digest v1.Hash, cfg Config) (Outputs, error)
 	return Outputs{Digest: md.Digest, Image: image, Tags: tags, Metadata: md}, nil
 }
 
-// writeGitHub sets the step outputs and appends the job summary.
-func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs) error {
+// writeGitHubOutputs sets the step outputs.
+func writeGitHubOutputs(gha *githubactions.Action, env func(string) string, out Outputs) error {
 	md, err := json.Marshal(out.Metadata)
 	if err != nil {
 		return fmt.Errorf("encoding metadata: %w", err)
@@ -325,15 +326,22 @@ func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs
 	if err != nil {
 		return fmt.Errorf("writing GitHub outputs: %w", err)
 	}
+	return nil
+}
+
+// writeJobSummary appends the job summary: the report (verdict, image,
+// findings, layers) and, for a build, the time and layer size of each
+// instruction. It is written for every run, failed ones included.
+func writeJobSummary(gha *githubactions.Action, env func(string) string, rep markdown.Report, out *Outputs) error {
 	if env("GITHUB_STEP_SUMMARY") == "" {
 		return nil
 	}
-	sum := ""
-	if !out.scanOnly {
-		sum = summaryMarkdown(out)
+	sum, err := markdown.Summary(rep)
+	if err != nil {
+		return err
 	}
-	if out.Scan != nil {
-		sum += summaryFindings(out.Scan)
+	if out != nil && !out.scanOnly {
+		sum += "\n" + stepsMarkdown(*out)
 	}
 	if err := protect(func() { gha.AddStepSummary(sum) }); err != nil {
 		return fmt.Errorf("writing GitHub job summary: %w", err)
@@ -341,11 +349,11 @@ func writeGitHub(gha *githubactions.Action, env func(string) string, out Outputs
 	return nil
 }
 
-// summaryMarkdown renders the job summary: stages and instructions with
-// time and layer size, digest, tags.
-func summaryMarkdown(out Outputs) string {
+// stepsMarkdown renders the built stages and instructions with time and
+// layer size, and whether the tags were pushed.
+func stepsMarkdown(out Outputs) string {
 	var b strings.Builder
-	b.WriteString("## ship: image built\n\n")
+	b.WriteString("#### Build steps\n\n")
 	b.WriteString("| Stage | Line | Instruction | Time | Layer size |\n")
 	b.WriteString("|---|---:|---|---:|---:|\n")
 	for _, st := range out.Metadata.Stages {
@@ -360,16 +368,14 @@ func summaryMarkdown(out Outputs) string {
 			}
 			layer := "–"
 			if !s.EmptyLayer {
-				layer = humanSize(s.LayerSize)
+				layer = markdown.HumanSize(s.LayerSize)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n",
 				mdCell(stage), line, mdCode(s.Instruction),
 				(time.Duration(s.DurationMS) * time.Millisecond).String(), layer)
 		}
 	}
-	fmt.Fprintf(&b, "\n**Digest:** `%s`  \n", out.Digest)
-	fmt.Fprintf(&b, "**Image:** `%s`  \n", out.Image)
-	fmt.Fprintf(&b, "**Size:** %s  \n", humanSize(out.Metadata.Size))
+	fmt.Fprintf(&b, "\n**Image:** `%s`  \n", out.Image)
 	if len(out.Tags) == 0 {
 		b.WriteString("**Tags:** none\n")
 	} else {
@@ -405,20 +411,6 @@ func mdCode(s string) string {
 		s = " " + s + " "
 	}
 	return fence + s + fence
-}
-
-// humanSize formats n bytes with a binary unit.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // writeDotenv writes ship.env for GitLab's dotenv report.

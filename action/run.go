@@ -1,6 +1,7 @@
 package action
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -133,11 +134,8 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 
 	env := func(k string) string { v, _ := o.lookup(k); return v }
 	gha := githubactions.New(githubactions.WithWriter(o.stdout), githubactions.WithGetenv(env))
-	onGitHub := env("GITHUB_ACTIONS") == "true"
-	onGitLab := env("GITLAB_CI") == "true"
-
 	sec := &secretSet{}
-	if onGitHub {
+	if env("GITHUB_ACTIONS") == "true" {
 		sec.onAdd = func(s string) error { return protect(func() { gha.AddMask(s) }) }
 	}
 	for _, s := range cfg.secrets() {
@@ -152,17 +150,35 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		base = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env)}))
 	}
 	log := slog.New(&redactHandler{next: base.Handler(), secrets: sec})
-	if cfg.ScanImage != "" {
-		return runScanImage(ctx, cfg, o, gha, env, log, sec.maskFunc(log))
+	if cfg.ScanImage == "" {
+		cfg.resolveFile()
 	}
-
-	cfg.resolveFile()
+	// Findings name repository files relative to the checkout.
+	cfg.workspace = cmp.Or(env("GITHUB_WORKSPACE"), env("CI_PROJECT_DIR"))
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := checkOutputs(cfg); err != nil {
-		return err
+	if cfg.ScanImage == "" {
+		if err := checkOutputs(cfg); err != nil {
+			return err
+		}
 	}
+	rep := startReports(ctx, cfg, o, gha, env, log)
+	rec := &runRecord{}
+	if cfg.ScanImage != "" {
+		err = scanRemoteImage(ctx, cfg, o, log, sec.maskFunc(log), rec)
+	} else {
+		err = buildImage(ctx, cfg, o, log, sec, rec)
+	}
+	// Reports quote the error: it is cleaned of secrets first.
+	return rep.finish(ctx, rec, sec.cleanError(err))
+}
+
+// buildImage builds, writes, pushes and scans the image cfg describes,
+// recording in rec what the reports show. A failed gate is not an error
+// here: the reports decide the exit code.
+func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, sec *secretSet, rec *runRecord) error {
+	env := func(k string) string { v, _ := o.lookup(k); return v }
 	// Secret values are read once, here, and masked before anything can
 	// print them.
 	buildSecrets, err := readSecrets(cfg.Secrets, o.lookup)
@@ -255,6 +271,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		return withCode(CodeBuild, fmt.Errorf("computing image digest: %w", err))
 	}
 	log.Info("built", "digest", digest.String(), "duration", time.Since(start).Round(time.Millisecond))
+	rec.res = res
 
 	if err := ctx.Err(); err != nil {
 		return withCode(CodeBuild, err)
@@ -305,7 +322,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		target := scanTarget{
 			img:            res.Image,
 			name:           digest.String(),
-			origins:        layerOrigins(res.Layers, dockerfilePath(cfg)),
+			origins:        layerOrigins(res.Layers, dockerfilePath(cfg), contextDir(cfg)),
 			source:         ctxRoot.FS(),
 			platform:       platform,
 			dockerfile:     cfg.File,
@@ -367,22 +384,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 			return err
 		}
 	}
-	if onGitHub {
-		if err := writeGitHub(gha, env, out); err != nil {
-			return withCode(CodeInternal, err)
-		}
-	}
-	if onGitLab {
-		if err := writeDotenv(o.workDir, out); err != nil {
-			return withCode(CodeInternal, err)
-		}
-	}
-	if err := writeJSONLine(o.stdout, out); err != nil {
-		return withCode(CodeInternal, err)
-	}
-	if sc != nil {
-		return gateError(cfg, sc.gate)
-	}
+	rec.out, rec.sc = &out, sc
 	return nil
 }
 

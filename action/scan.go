@@ -1,6 +1,7 @@
 package action
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/findings"
+	"github.com/intesys/ship-action/internal/report/sarif"
 	"github.com/intesys/ship-action/internal/scan"
 )
 
@@ -39,7 +42,7 @@ type scanOutcome struct {
 	all      []findings.Finding // every finding, with a status when compared
 	reported []findings.Finding // what the policy reports
 	gate     []findings.Finding // what fails the run
-	compared bool               // compare-to was scanned
+	comparedTo string           // the image compared to; "" when none was read
 }
 
 // scanOptions turns the scan inputs into scan options (origins, source and
@@ -144,7 +147,7 @@ func runScan(ctx context.Context, cfg Config, t scanTarget, client imageClient, 
 		}
 		if prev != nil {
 			all = findings.Diff(all, prev)
-			out.compared = true
+			out.comparedTo = cfg.CompareTo
 		}
 	}
 	findings.Sort(all)
@@ -228,16 +231,23 @@ func defaultCompareTo(cfg Config, lookup LookupEnv) string {
 }
 
 // layerOrigins converts the build's layer descriptions; dockerfilePath is
-// the Dockerfile's path as findings show it.
-func layerOrigins(layers []build.LayerInfo, dockerfilePath string) []findings.LayerOrigin {
+// the Dockerfile's path as findings show it, contextDir the build
+// context's path relative to the repository ("." at its root): the files a
+// COPY took are shown below it.
+func layerOrigins(layers []build.LayerInfo, dockerfilePath, contextDir string) []findings.LayerOrigin {
 	out := make([]findings.LayerOrigin, 0, len(layers))
 	for _, l := range layers {
 		o := findings.LayerOrigin{
-			DiffID:       l.DiffID.String(),
-			Digest:       l.Digest.String(),
-			Base:         l.Base,
-			Instruction:  l.Instruction,
-			ContextFiles: l.ContextFiles,
+			DiffID:      l.DiffID.String(),
+			Digest:      l.Digest.String(),
+			Base:        l.Base,
+			Instruction: l.Instruction,
+		}
+		if len(l.ContextFiles) > 0 {
+			o.ContextFiles = make(map[string]string, len(l.ContextFiles))
+			for img, src := range l.ContextFiles {
+				o.ContextFiles[img] = path.Join(contextDir, src)
+			}
 		}
 		if l.Location.Line > 0 || l.Location.File != "" {
 			o.Location = findings.Location{Path: dockerfilePath, Line: l.Location.Line}
@@ -248,48 +258,99 @@ func layerOrigins(layers []build.LayerInfo, dockerfilePath string) []findings.La
 }
 
 // dockerfilePath returns the Dockerfile's path as a user of the
-// repository sees it: relative to the context when it is inside, else as
-// given; slash separated.
+// repository sees it, slash separated: relative to the repository root
+// (the workspace) when it is inside, else relative to the context when it
+// is inside that, else as given.
 func dockerfilePath(cfg Config) string {
-	ctxAbs, err1 := filepath.Abs(cfg.Context)
-	fAbs, err2 := filepath.Abs(cfg.File)
-	if err1 == nil && err2 == nil {
-		if rel, err := filepath.Rel(ctxAbs, fAbs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return filepath.ToSlash(rel)
-		}
+	if rel, ok := repoPath(cfg, cfg.File); ok {
+		return rel
+	}
+	if rel, ok := within(cfg.Context, cfg.File); ok {
+		return rel
 	}
 	return filepath.ToSlash(filepath.Clean(cfg.File))
 }
 
-// writeScanFiles writes the findings document and the SBOM when asked, and
-// returns their paths.
-func writeScanFiles(ctx context.Context, cfg Config, sc *scanOutcome, image, digest string) (findingsPath, sbomPath string, err error) {
+// contextDir returns the build context's path relative to the repository
+// root, "." when it is the root or outside the repository (files are then
+// shown relative to the context).
+func contextDir(cfg Config) string {
+	if rel, ok := repoPath(cfg, cfg.Context); ok {
+		return rel
+	}
+	return "."
+}
+
+// repoPath returns p relative to the repository root (cfg.workspace, or
+// the working directory), slash separated, when p is inside it.
+func repoPath(cfg Config, p string) (string, bool) {
+	root := cfg.workspace
+	if root == "" {
+		root = "."
+	}
+	return within(root, p)
+}
+
+// within returns p relative to dir, slash separated, when p is inside dir.
+func within(dir, p string) (string, bool) {
+	dirAbs, err1 := filepath.Abs(dir)
+	pAbs, err2 := filepath.Abs(p)
+	if err1 != nil || err2 != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(dirAbs, pAbs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+// writeScanFiles writes the findings document, the SARIF log and the SBOM
+// when asked, and returns their paths (and the SARIF log).
+func writeScanFiles(ctx context.Context, cfg Config, sc *scanOutcome, image, digest string) (files scanFiles, err error) {
 	if cfg.FindingsJSON != "" {
 		doc := findings.NewDocument(image, digest, sc.reported)
 		b, err := findings.Marshal(doc)
 		if err != nil {
-			return "", "", err
+			return files, err
 		}
 		if err := writeFileAtomic(cfg.FindingsJSON, b); err != nil {
-			return "", "", err
+			return files, err
 		}
-		findingsPath = cfg.FindingsJSON
+		files.findings = cfg.FindingsJSON
+	}
+	if cfg.SARIFFile != "" {
+		var buf bytes.Buffer
+		in := sarif.Input{Image: image, Digest: digest, Findings: sarifFindings(sc.reported)}
+		if err := sarif.Write(&buf, in); err != nil {
+			return files, err
+		}
+		if err := writeFileAtomic(cfg.SARIFFile, buf.Bytes()); err != nil {
+			return files, err
+		}
+		files.sarif, files.sarifLog = cfg.SARIFFile, buf.Bytes()
 	}
 	if p := cfg.sbomFile(); p != "" {
 		format, err := scan.ParseSBOMFormat(cfg.SBOM)
 		if err != nil {
-			return "", "", err
+			return files, err
 		}
 		var buf strings.Builder
 		if err := sc.result.WriteSBOM(ctx, &buf, format); err != nil {
-			return "", "", err
+			return files, err
 		}
 		if err := writeFileAtomic(p, []byte(buf.String())); err != nil {
-			return "", "", err
+			return files, err
 		}
-		sbomPath = p
+		files.sbom = p
 	}
-	return findingsPath, sbomPath, nil
+	return files, nil
+}
+
+// scanFiles are the files a scan wrote; "" when not asked.
+type scanFiles struct {
+	findings, sarif, sbom string
+	sarifLog              []byte // the SARIF log, for the upload
 }
 
 // writeFileAtomic writes b to path through a temporary file in the same
@@ -396,12 +457,12 @@ func findingShort(f findings.Finding) string {
 // finishScan writes the findings document, the SBOM and the findings table
 // (stderr), and returns the scan outputs.
 func finishScan(ctx context.Context, cfg Config, sc *scanOutcome, image, digest string, stderr io.Writer) (*ScanOutputs, error) {
-	fp, sp, err := writeScanFiles(ctx, cfg, sc, image, digest)
+	files, err := writeScanFiles(ctx, cfg, sc, image, digest)
 	if err != nil {
 		return nil, withCode(CodeInternal, err)
 	}
 	if err := writeFindingsTable(stderr, sc.reported, isTerminal(stderr) && os.Getenv("NO_COLOR") == ""); err != nil {
 		return nil, withCode(CodeInternal, fmt.Errorf("writing the findings table: %w", err))
 	}
-	return newScanOutputs(sc, fp, sp), nil
+	return newScanOutputs(sc, files), nil
 }

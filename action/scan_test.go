@@ -408,7 +408,7 @@ func TestRunScan(t *testing.T) {
 				t.Errorf("findings-json output %q / %q, want %q", gh["findings-json"], js.Scan.FindingsJSON, b.cfg.FindingsJSON)
 			}
 			sum := readFile(t, b.sum)
-			if !strings.Contains(sum, "## ship: findings") || !strings.Contains(sum, "| CRITICAL |") {
+			if !strings.Contains(sum, "#### Top findings") || !strings.Contains(sum, "| 🟧 HIGH |") {
 				t.Errorf("job summary has no findings section:\n%s", sum)
 			}
 			if !slices.Equal(b.client.pushed, tt.wantPushed) {
@@ -545,7 +545,7 @@ func TestRunScanImage(t *testing.T) {
 	if js := b.lastJSON(t); js.Scan == nil || js.Scan.High != 1 || !strings.HasPrefix(js.Image, "registry.example/app@sha256:") {
 		t.Errorf("outputs %+v", js)
 	}
-	if sum := readFile(t, b.sum); strings.Contains(sum, "image built") || !strings.Contains(sum, "## ship: findings") {
+	if sum := readFile(t, b.sum); strings.Contains(sum, "Build steps") || !strings.Contains(sum, "#### Top findings") || !strings.Contains(sum, "`registry.example/app`") {
 		t.Errorf("job summary of ship scan:\n%s", sum)
 	}
 }
@@ -597,7 +597,7 @@ func TestGateMessage(t *testing.T) {
 func TestLayerOrigins(t *testing.T) {
 	t.Parallel()
 	_, infos, _ := fixtureImages(t)
-	got := layerOrigins(infos, "docker/app.Dockerfile")
+	got := layerOrigins(infos, "docker/app.Dockerfile", ".")
 	if len(got) != 2 || !got[0].Base || got[1].Base ||
 		got[0].Location != (findings.Location{Path: "docker/app.Dockerfile", Line: 1}) ||
 		got[1].Location != (findings.Location{Path: "docker/app.Dockerfile", Line: 3}) ||
@@ -605,13 +605,23 @@ func TestLayerOrigins(t *testing.T) {
 		got[1].DiffID != infos[1].DiffID.String() || got[1].Digest != infos[1].Digest.String() {
 		t.Errorf("layerOrigins = %+v", got)
 	}
-	for _, tt := range []struct{ ctx, file, want string }{
-		{"/r", "/r/Dockerfile", "Dockerfile"},
-		{"/r", "/r/docker/app.Dockerfile", "docker/app.Dockerfile"},
-		{"/r/ctx", "/r/Dockerfile", "/r/Dockerfile"},
+	if got := layerOrigins(infos, "app/Dockerfile", "app"); got[1].ContextFiles["app/requirements.txt"] != "app/src/requirements.txt" {
+		t.Errorf("layerOrigins with context app: %+v", got[1].ContextFiles)
+	}
+	for _, tt := range []struct{ workspace, ctx, file, want, ctxDir string }{
+		{"", "/r", "/r/Dockerfile", "Dockerfile", "."},
+		{"", "/r", "/r/docker/app.Dockerfile", "docker/app.Dockerfile", "."},
+		{"", "/r/ctx", "/r/Dockerfile", "/r/Dockerfile", "."},
+		{"/r", "/r/ctx", "/r/Dockerfile", "Dockerfile", "ctx"},
+		{"/r", "/r/svc/api", "/r/svc/api/Dockerfile", "svc/api/Dockerfile", "svc/api"},
+		{"/w", "/r", "/r/Dockerfile", "Dockerfile", "."},
 	} {
-		if got := dockerfilePath(Config{Context: tt.ctx, File: tt.file}); got != tt.want {
-			t.Errorf("dockerfilePath(%s, %s) = %q, want %q", tt.ctx, tt.file, got, tt.want)
+		cfg := Config{Context: tt.ctx, File: tt.file, workspace: tt.workspace}
+		if got := dockerfilePath(cfg); got != tt.want {
+			t.Errorf("dockerfilePath(%s, %s, %s) = %q, want %q", tt.workspace, tt.ctx, tt.file, got, tt.want)
+		}
+		if got := contextDir(cfg); got != tt.ctxDir {
+			t.Errorf("contextDir(%s, %s) = %q, want %q", tt.workspace, tt.ctx, got, tt.ctxDir)
 		}
 	}
 }

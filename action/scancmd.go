@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sethvargo/go-githubactions"
 )
 
 // LoadScan reads the Config of `ship scan IMAGE [flags]`: args are the
@@ -46,14 +45,11 @@ func LoadScan(args []string, lookup LookupEnv) (Config, error) {
 	return c, nil
 }
 
-// runScanImage is Run for `ship scan IMAGE`: the image is read from its
+// scanRemoteImage is Run for `ship scan IMAGE`: the image is read from its
 // registry (layers only as the scan reads them), scanned with no build
 // origins (findings are marked base, without a Dockerfile location), and
-// reported with the same outputs and exit codes as a build.
-func runScanImage(ctx context.Context, cfg Config, o options, gha *githubactions.Action, env func(string) string, log *slog.Logger, mask func(string)) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
+// recorded in rec for the same outputs and exit codes as a build.
+func scanRemoteImage(ctx context.Context, cfg Config, o options, log *slog.Logger, mask func(string), rec *runRecord) error {
 	client := o.client
 	if client == nil {
 		regCfg := cfg
@@ -96,18 +92,12 @@ func runScanImage(ctx context.Context, cfg Config, o options, gha *githubactions
 	if err != nil {
 		return err
 	}
-	if env("GITHUB_ACTIONS") == "true" {
-		if err := writeGitHub(gha, env, out); err != nil {
-			return withCode(CodeInternal, err)
+	if m, err := img.Manifest(); err == nil {
+		out.Metadata.Size = m.Config.Size
+		for _, l := range m.Layers {
+			out.Metadata.Size += l.Size
 		}
 	}
-	if env("GITLAB_CI") == "true" {
-		if err := writeDotenv(o.workDir, out); err != nil {
-			return withCode(CodeInternal, err)
-		}
-	}
-	if err := writeJSONLine(o.stdout, out); err != nil {
-		return withCode(CodeInternal, err)
-	}
-	return gateError(cfg, sc.gate)
+	rec.out, rec.sc, rec.img = &out, sc, img
+	return nil
 }

@@ -26,13 +26,14 @@ type ScanOutputs struct {
 	Build        int    `json:"build"` // findings from this build's layers
 	Failed       int    `json:"failed"`
 	FindingsJSON string `json:"findings_json,omitempty"`
+	SARIF        string `json:"sarif,omitempty"`
 	SBOM         string `json:"sbom,omitempty"`
 
-	reported []findings.Finding
+	sarif []byte // the SARIF log written to SARIF
 }
 
 // newScanOutputs counts the reported findings of sc.
-func newScanOutputs(sc *scanOutcome, findingsPath, sbomPath string) *ScanOutputs {
+func newScanOutputs(sc *scanOutcome, files scanFiles) *ScanOutputs {
 	s := findings.Summarize(sc.reported)
 	return &ScanOutputs{
 		Critical:     s.BySeverity[findings.SeverityCritical],
@@ -44,9 +45,10 @@ func newScanOutputs(sc *scanOutcome, findingsPath, sbomPath string) *ScanOutputs
 		Base:         s.ByOrigin[findings.OriginBase],
 		Build:        s.ByOrigin[findings.OriginBuild],
 		Failed:       len(sc.gate),
-		FindingsJSON: findingsPath,
-		SBOM:         sbomPath,
-		reported:     sc.reported,
+		FindingsJSON: files.findings,
+		SARIF:        files.sarif,
+		SBOM:         files.sbom,
+		sarif:        files.sarifLog,
 	}
 }
 
@@ -60,6 +62,7 @@ func (s *ScanOutputs) outputPairs() [][2]string {
 		{"low", fmt.Sprint(s.Low)},
 		{"unknown", fmt.Sprint(s.Unknown)},
 		{"findings-json", s.FindingsJSON},
+		{"sarif-file", s.SARIF},
 		{"sbom", s.SBOM},
 	}
 }
@@ -176,53 +179,4 @@ func groupName(f findings.Finding) string {
 		return "base image"
 	}
 	return "image"
-}
-
-// summaryFindings renders the findings section of the job summary: counts
-// by severity split base / build, and the ten most severe findings with
-// their location.
-func summaryFindings(s *ScanOutputs) string {
-	var b strings.Builder
-	b.WriteString("\n## ship: findings\n\n")
-	base := map[findings.Severity]int{}
-	bld := map[findings.Severity]int{}
-	for _, f := range s.reported {
-		if f.Status == findings.StatusFixed {
-			continue
-		}
-		if f.Origin == findings.OriginBuild {
-			bld[f.Severity]++
-		} else {
-			base[f.Severity]++
-		}
-	}
-	b.WriteString("| Severity | Base image | This build | Total |\n|---|---:|---:|---:|\n")
-	for _, sev := range slices.Backward(findings.Severities()) {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d |\n", sev, base[sev], bld[sev], base[sev]+bld[sev])
-	}
-	if s.Failed > 0 {
-		fmt.Fprintf(&b, "\n**%d finding(s) fail the run (fail-on).**\n", s.Failed)
-	}
-	if len(s.reported) == 0 {
-		b.WriteString("\nNo findings.\n")
-		return b.String()
-	}
-	b.WriteString("\n| Severity | ID | Package | Installed | Fixed | Location | Origin |\n|---|---|---|---|---|---|---|\n")
-	for i, f := range s.reported {
-		if i == 10 {
-			fmt.Fprintf(&b, "\n…and %d more in `%s`.\n", len(s.reported)-10, s.FindingsJSON)
-			break
-		}
-		origin := string(f.Origin)
-		if f.Status != "" {
-			origin += ", " + string(f.Status)
-		}
-		loc := f.Location.String()
-		if loc == "" && f.Path != "" {
-			loc = "/" + strings.TrimPrefix(f.Path, "/")
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", f.Severity, mdCell(f.ID), mdCell(f.Package),
-			mdCell(f.InstalledVersion), mdCell(f.FixedVersion), mdCode(loc), origin)
-	}
-	return b.String()
 }

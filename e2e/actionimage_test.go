@@ -84,7 +84,7 @@ func copyDir(t *testing.T, src, dst string) {
 func TestActionImage(t *testing.T) {
 	t.Parallel()
 	d := testbed.Docker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
 	root := t.TempDir()

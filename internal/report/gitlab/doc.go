@@ -17,4 +17,14 @@
 // the repository (a Dockerfile line or a source file a COPY brought in),
 // with a fingerprint from the finding and its file, so GitLab can tell new
 // entries from old ones between the merge request and its target branch.
+//
+// NoteClient writes the merge request note through the REST API (v4) with
+// a PRIVATE-TOKEN: Upsert updates the note carrying a marker (the image's,
+// markdown.Marker) in place, or creates it, so each image keeps one note
+// per merge request; the body is cut to GitLab's limit (MaxNote) with
+// markdown.Truncate. CI_JOB_TOKEN cannot write notes, so the token is an
+// access token with the api scope. A missing token, a 401, a 403 or a 404
+// gives a *NoteError whose one-line message says what the token lacks, for
+// the caller to warn once and go on. 429 and server errors are retried
+// (three tries in all) with a short backoff, honouring Retry-After.
 package gitlab
