@@ -38,11 +38,11 @@ type scanTarget struct {
 
 // scanOutcome is what the scan step found and decided.
 type scanOutcome struct {
-	result   *scan.Result
-	all      []findings.Finding // every finding, with a status when compared
-	reported []findings.Finding // what the policy reports
-	gate     []findings.Finding // what fails the run
-	comparedTo string           // the image compared to; "" when none was read
+	result     *scan.Result
+	all        []findings.Finding // every finding, with a status when compared
+	reported   []findings.Finding // what the policy reports
+	gate       []findings.Finding // what fails the run
+	comparedTo string             // the image compared to; "" when none was read
 }
 
 // scanOptions turns the scan inputs into scan options (origins, source and
