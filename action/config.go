@@ -324,7 +324,7 @@ func Inputs() []Input {
 			Description:   "GitHub token: for ghcr.io, and for the check run, pull request comment and SARIF upload (see permissions in README).",
 			field:         func(c *Config) any { return &c.GitHubToken },
 		},
-	}, append(scanInputs(), reportInputs()...)...)
+	}, append(append(scanInputs(), reportInputs()...), gitlabInputs()...)...)
 }
 
 // DefaultConfig returns the Config with every input at its default.

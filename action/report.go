@@ -45,6 +45,7 @@ type reports struct {
 	onGitHub bool
 	onGitLab bool
 	github   *githubReporter // nil off GitHub
+	gitlab   *gitlabReporter // nil off GitLab
 }
 
 // startReports prepares the reports of a run and, on GitHub, creates the
@@ -58,6 +59,9 @@ func startReports(ctx context.Context, cfg Config, o options, gha *githubactions
 	if r.onGitHub {
 		r.github = newGitHubReporter(ctx, cfg, env, log, o.stdout)
 		r.github.start(ctx)
+	}
+	if r.onGitLab {
+		r.gitlab = newGitLabReporter(cfg, env, log, o.workDir)
 	}
 	return r
 }
@@ -85,6 +89,12 @@ func (r *reports) finish(ctx context.Context, rec *runRecord, runErr error) erro
 			errs = append(errs, withCode(CodeInternal, err))
 		}
 		if err := r.github.finish(ctx, md, failureLocation(r.cfg, runErr), r.sarifBytes(rec)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.onGitLab {
+		md := markdownReport(r.cfg, rec, runErr, r.env("CI_JOB_URL"))
+		if err := r.gitlab.finish(ctx, rec, md); err != nil {
 			errs = append(errs, err)
 		}
 	}
