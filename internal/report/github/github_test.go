@@ -16,6 +16,7 @@ import (
 	"github.com/intesys/ship-action/internal/findings"
 	"github.com/intesys/ship-action/internal/report/markdown"
 	"github.com/intesys/ship-action/internal/report/sarif"
+	"github.com/intesys/ship-action/internal/testbed"
 )
 
 const testToken = "ghs_test_token"
@@ -39,7 +40,7 @@ func (s *sleeps) all() []time.Duration {
 	return append([]time.Duration(nil), s.d...)
 }
 
-func newTestClient(t *testing.T, f *fakeGitHub, opts ...Option) (*Client, *sleeps) {
+func newTestClient(t *testing.T, f *testbed.GitHubAPI, opts ...Option) (*Client, *sleeps) {
 	t.Helper()
 	s := &sleeps{}
 	c, err := New(context.Background(), append([]Option{
@@ -135,7 +136,7 @@ func TestCheckRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeGitHub(t)
+			f := testbed.NewGitHubAPI(t)
 			c, _ := newTestClient(t, f)
 			ctx := context.Background()
 			id, err := c.StartCheck(ctx, "ship / ghcr.io/acme/app", sha)
@@ -199,7 +200,7 @@ func TestCheckRun(t *testing.T) {
 
 func TestFinishCheckTruncatesSummary(t *testing.T) {
 	t.Parallel()
-	f := newFakeGitHub(t)
+	f := testbed.NewGitHubAPI(t)
 	c, _ := newTestClient(t, f)
 	ctx := context.Background()
 	id, err := c.StartCheck(ctx, "ship", "1111111111111111111111111111111111111111")
@@ -350,16 +351,16 @@ func TestUpsertComment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeGitHub(t)
+			f := testbed.NewGitHubAPI(t)
 			c, _ := newTestClient(t, f)
 			ctx := context.Background()
 			for i := range tt.seed {
-				f.addComment(pr, fmt.Sprintf("LGTM %d", i))
+				f.AddComment(pr, fmt.Sprintf("LGTM %d", i))
 			}
-			f.addComment(pr, other+"\nworker report")
+			f.AddComment(pr, other+"\nworker report")
 			var seededID int64
 			if tt.seeded {
-				seededID = f.addComment(pr, marker+"\nold report")
+				seededID = f.AddComment(pr, marker+"\nold report")
 			}
 			first, err := c.UpsertComment(ctx, pr, marker, marker+"\nfirst run")
 			if err != nil {
@@ -412,7 +413,7 @@ func TestUploadSARIF(t *testing.T) {
 	if err := sarif.Write(&log, sarif.Input{Image: "ghcr.io/acme/app:1", Findings: lineFindings(5)}); err != nil {
 		t.Fatal(err)
 	}
-	f := newFakeGitHub(t)
+	f := testbed.NewGitHubAPI(t)
 	c, _ := newTestClient(t, f)
 	const sha = "1111111111111111111111111111111111111111"
 	id, err := c.UploadSARIF(context.Background(), "refs/pull/7/head", sha, log.Bytes())
@@ -450,40 +451,40 @@ func TestPermissionErrors(t *testing.T) {
 		wantPerm string // "" : not a permission error
 	}{
 		{
-			name: "fork: create check run", method: "POST", path: "/check-runs$", fault: faultFork, wantPerm: PermissionChecks,
+			name: "fork: create check run", method: "POST", path: "/check-runs$", fault: testbed.FaultFork, wantPerm: PermissionChecks,
 			call: func(ctx context.Context, c *Client) error { _, err := c.StartCheck(ctx, "ship", sha); return err },
 		},
 		{
-			name: "fork: list comments", method: "GET", path: "/comments$", fault: faultFork, wantPerm: PermissionPullRequests,
+			name: "fork: list comments", method: "GET", path: "/comments$", fault: testbed.FaultFork, wantPerm: PermissionPullRequests,
 			call: func(ctx context.Context, c *Client) error {
 				_, err := c.UpsertComment(ctx, 7, "<!-- m -->", "b")
 				return err
 			},
 		},
 		{
-			name: "fork: create comment", method: "POST", path: "/comments$", fault: faultFork, wantPerm: PermissionPullRequests,
+			name: "fork: create comment", method: "POST", path: "/comments$", fault: testbed.FaultFork, wantPerm: PermissionPullRequests,
 			call: func(ctx context.Context, c *Client) error {
 				_, err := c.UpsertComment(ctx, 7, "<!-- m -->", "b")
 				return err
 			},
 		},
 		{
-			name: "private: SARIF 404", method: "POST", path: "/sarifs$", fault: faultNotFound, wantPerm: PermissionSecurityEvents,
+			name: "private: SARIF 404", method: "POST", path: "/sarifs$", fault: testbed.FaultNotFound, wantPerm: PermissionSecurityEvents,
 			call: func(ctx context.Context, c *Client) error {
 				_, err := c.UploadSARIF(ctx, "refs/heads/main", sha, []byte("{}"))
 				return err
 			},
 		},
 		{
-			name: "422 is not about permissions", method: "POST", path: "/check-runs$", fault: faultInvalid,
+			name: "422 is not about permissions", method: "POST", path: "/check-runs$", fault: testbed.FaultInvalid,
 			call: func(ctx context.Context, c *Client) error { _, err := c.StartCheck(ctx, "ship", sha); return err },
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeGitHub(t)
-			f.inject(tt.method, tt.path, tt.fault, 100)
+			f := testbed.NewGitHubAPI(t)
+			f.Inject(tt.method, tt.path, tt.fault, 100)
 			c, _ := newTestClient(t, f)
 			err := tt.call(context.Background(), c)
 			if err == nil {
@@ -521,17 +522,17 @@ func TestRetries(t *testing.T) {
 		wantCalls int
 		wantWaits []time.Duration
 	}{
-		{name: "502 twice then success", fault: faultBadGW, times: 2, retries: 4, wantCalls: 3, wantWaits: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}},
-		{name: "500 beyond the retries", fault: faultServer, times: 10, retries: 2, wantErr: true, wantCalls: 3, wantWaits: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}},
-		{name: "secondary rate limit honours Retry-After", fault: faultSecondary, times: 1, retries: 4, wantCalls: 2, wantWaits: []time.Duration{time.Second}},
-		{name: "422 not retried", fault: faultInvalid, times: 1, retries: 4, wantErr: true, wantCalls: 1},
-		{name: "no retries", fault: faultBadGW, times: 1, retries: 0, wantErr: true, wantCalls: 1},
+		{name: "502 twice then success", fault: testbed.FaultBadGateway, times: 2, retries: 4, wantCalls: 3, wantWaits: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}},
+		{name: "500 beyond the retries", fault: testbed.FaultServer, times: 10, retries: 2, wantErr: true, wantCalls: 3, wantWaits: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}},
+		{name: "secondary rate limit honours Retry-After", fault: testbed.FaultSecondaryRateLimit, times: 1, retries: 4, wantCalls: 2, wantWaits: []time.Duration{time.Second}},
+		{name: "422 not retried", fault: testbed.FaultInvalid, times: 1, retries: 4, wantErr: true, wantCalls: 1},
+		{name: "no retries", fault: testbed.FaultBadGateway, times: 1, retries: 0, wantErr: true, wantCalls: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeGitHub(t)
-			f.inject("POST", "/check-runs$", tt.fault, tt.times)
+			f := testbed.NewGitHubAPI(t)
+			f.Inject("POST", "/check-runs$", tt.fault, tt.times)
 			c, s := newTestClient(t, f, WithRetries(tt.retries))
 			id, err := c.StartCheck(context.Background(), "ship", sha)
 			if (err != nil) != tt.wantErr {
@@ -658,15 +659,15 @@ func TestNewOptions(t *testing.T) {
 
 func TestFinishCheckRetriesABatch(t *testing.T) {
 	t.Parallel()
-	f := newFakeGitHub(t)
+	f := testbed.NewGitHubAPI(t)
 	c, s := newTestClient(t, f)
 	ctx := context.Background()
 	id, err := c.StartCheck(ctx, "ship", "1111111111111111111111111111111111111111")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.inject("PATCH", "/check-runs/", faultBadGW, 1)
-	f.inject("PATCH", "/check-runs/", faultSecondary, 1)
+	f.Inject("PATCH", "/check-runs/", testbed.FaultBadGateway, 1)
+	f.Inject("PATCH", "/check-runs/", testbed.FaultSecondaryRateLimit, 1)
 	anns, _ := Annotations(lineFindings(120), 0)
 	if err := c.FinishCheck(ctx, id, ConclusionFailure, "t", "s", anns, 200); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package github
+package testbed
 
 import (
 	"fmt"
@@ -65,7 +65,7 @@ func TestFakeValidates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tb := &errorsTB{TB: t}
-			f := newFakeGitHub(tb)
+			f := NewGitHubAPI(tb)
 			req, err := http.NewRequest(tt.method, f.URL+tt.path, strings.NewReader(tt.body))
 			if err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package github
+package testbed
 
 import (
 	"bytes"
@@ -23,31 +23,20 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-
-	"github.com/intesys/ship-action/internal/testbed"
 )
 
-// This file is a fake GitHub REST API for tests, self-contained so that it
-// can move to internal/testbed for end-to-end tests. Every request is
-// validated against the GitHub REST subset (OpenAPI 3) in the schemas
-// directory with kin-openapi (and, for the one body kin-openapi misjudges,
-// with santhosh-tekuri/jsonschema: see validBody): an unknown operation or an invalid path,
-// query or body fails the test and gets a 404 or 422. Calls are recorded;
-// faults (a fork's 403, 404, 422, 500, 502, the secondary rate limit) can
-// be injected for the next matching requests.
-
-// Fault kinds for fakeGitHub.inject.
+// Fault kinds for GitHubAPI.Inject.
 const (
-	faultFork      = "403-fork"      // 403 Resource not accessible by integration
-	faultNotFound  = "404"           // 404 Not Found
-	faultInvalid   = "422"           // 422 Validation Failed
-	faultServer    = "500"           // 500
-	faultBadGW     = "502"           // 502 Bad Gateway (HTML body, as GitHub's front end)
-	faultSecondary = "403-secondary" // secondary rate limit, Retry-After: 1
+	FaultFork               = "403-fork"      // 403 Resource not accessible by integration
+	FaultNotFound           = "404"           // 404 Not Found
+	FaultInvalid            = "422"           // 422 Validation Failed
+	FaultServer             = "500"           // 500
+	FaultBadGateway         = "502"           // 502 Bad Gateway (HTML body, as GitHub's front end)
+	FaultSecondaryRateLimit = "403-secondary" // secondary rate limit, Retry-After: 1
 )
 
-// fakeCall is one request the fake received.
-type fakeCall struct {
+// GitHubCall is one request the fake received.
+type GitHubCall struct {
 	Method, Path, RawQuery string
 	Header                 http.Header
 	Body                   []byte
@@ -57,19 +46,23 @@ type fakeCall struct {
 	Status int
 }
 
-type fakeFault struct {
+// githubFault is an injected fault.
+type githubFault struct {
 	method    string
 	path      *regexp.Regexp
 	kind      string
 	remaining int
 }
 
-type fakeComment struct {
+// GitHubComment is an issue or pull request comment.
+type GitHubComment struct {
 	ID   int64  `json:"id"`
 	Body string `json:"body"`
 }
 
-type fakeCheckRun struct {
+// GitHubCheckRun is a check run as the fake holds it: AnnotationBatches
+// counts the annotations of each PATCH.
+type GitHubCheckRun struct {
 	ID                              int64
 	Name, HeadSHA, Status           string
 	Conclusion, Title, Summary      string
@@ -78,31 +71,39 @@ type fakeCheckRun struct {
 	PatchesAfterCompletion, Patches int
 }
 
-type fakeSARIF struct {
+// GitHubSARIF is one SARIF upload.
+type GitHubSARIF struct {
 	Ref, CommitSHA string
 	SARIF          []byte // decoded: base64, then gunzip
 }
 
-type fakeGitHub struct {
+// GitHubAPI is a fake GitHub REST API for tests. Every request is
+// validated against the GitHub REST subset (OpenAPI 3) in the schemas
+// directory with kin-openapi (and, for the one body kin-openapi misjudges,
+// with santhosh-tekuri/jsonschema: see validBody): an unknown operation or an invalid path,
+// query or body fails the test and gets a 404 or 422. Calls are recorded;
+// faults (a fork's 403, 404, 422, 500, 502, the secondary rate limit) can
+// be injected for the next matching requests.
+type GitHubAPI struct {
 	t      testing.TB
 	URL    string
 	router routers.Router
 	spec   []byte // the API description, for bodies kin-openapi misjudges
 
 	mu        sync.Mutex
-	calls     []fakeCall
-	faults    []*fakeFault
+	calls     []GitHubCall
+	faults    []*githubFault
 	nextID    int64
-	comments  map[int][]*fakeComment
-	checkRuns map[int64]*fakeCheckRun
-	sarifs    []fakeSARIF
+	comments  map[int][]*GitHubComment
+	checkRuns map[int64]*GitHubCheckRun
+	sarifs    []GitHubSARIF
 }
 
-// newFakeGitHub starts a fake API validating requests against
-// github-rest-subset.openapi.json in testbed.SchemasDir.
-func newFakeGitHub(t testing.TB) *fakeGitHub {
+// NewGitHubAPI starts a fake API validating requests against
+// github-rest-subset.openapi.json in SchemasDir.
+func NewGitHubAPI(t testing.TB) *GitHubAPI {
 	t.Helper()
-	spec := filepath.Join(testbed.SchemasDir(t), "github-rest-subset.openapi.json")
+	spec := filepath.Join(SchemasDir(t), "github-rest-subset.openapi.json")
 	doc, err := openapi3.NewLoader().LoadFromFile(spec)
 	if err != nil {
 		t.Fatalf("loading %s: %v", spec, err)
@@ -118,7 +119,7 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeGitHub{t: t, spec: raw, nextID: 1000, comments: map[int][]*fakeComment{}, checkRuns: map[int64]*fakeCheckRun{}}
+	f := &GitHubAPI{t: t, spec: raw, nextID: 1000, comments: map[int][]*GitHubComment{}, checkRuns: map[int64]*GitHubCheckRun{}}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL + "/"
@@ -130,63 +131,66 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 	return f
 }
 
-// inject makes the next times requests matching method and the path
+// Inject makes the next times requests matching method and the path
 // regular expression fail with kind.
-func (f *fakeGitHub) inject(method, pathRE, kind string, times int) {
+func (f *GitHubAPI) Inject(method, pathRE, kind string, times int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.faults = append(f.faults, &fakeFault{method: method, path: regexp.MustCompile(pathRE), kind: kind, remaining: times})
+	f.faults = append(f.faults, &githubFault{method: method, path: regexp.MustCompile(pathRE), kind: kind, remaining: times})
 }
 
 // Calls returns the requests received so far.
-func (f *fakeGitHub) Calls() []fakeCall {
+func (f *GitHubAPI) Calls() []GitHubCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]fakeCall(nil), f.calls...)
+	return append([]GitHubCall(nil), f.calls...)
 }
 
-// addComment seeds a comment on issue n and returns its ID.
-func (f *fakeGitHub) addComment(n int, body string) int64 {
+// AddComment seeds a comment on issue n and returns its ID.
+func (f *GitHubAPI) AddComment(n int, body string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextID++
-	f.comments[n] = append(f.comments[n], &fakeComment{ID: f.nextID, Body: body})
+	f.comments[n] = append(f.comments[n], &GitHubComment{ID: f.nextID, Body: body})
 	return f.nextID
 }
 
-func (f *fakeGitHub) Comments(n int) []fakeComment {
+// Comments returns the comments on issue or pull request n.
+func (f *GitHubAPI) Comments(n int) []GitHubComment {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []fakeComment
+	var out []GitHubComment
 	for _, c := range f.comments[n] {
 		out = append(out, *c)
 	}
 	return out
 }
 
-func (f *fakeGitHub) CheckRun(id int64) (fakeCheckRun, bool) {
+// CheckRun returns the check run id as the fake holds it.
+func (f *GitHubAPI) CheckRun(id int64) (GitHubCheckRun, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.checkRuns[id]
 	if !ok {
-		return fakeCheckRun{}, false
+		return GitHubCheckRun{}, false
 	}
 	return *r, true
 }
 
-func (f *fakeGitHub) SARIFs() []fakeSARIF {
+// SARIFs returns the SARIF uploads received, decoded.
+func (f *GitHubAPI) SARIFs() []GitHubSARIF {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]fakeSARIF(nil), f.sarifs...)
+	return append([]GitHubSARIF(nil), f.sarifs...)
 }
 
-func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
+func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		f.t.Errorf("fake GitHub: reading body: %v", err)
 	}
-	call := fakeCall{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	call := GitHubCall{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
+	rec := &githubStatus{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		call.Status = rec.status
 		f.mu.Lock()
@@ -197,7 +201,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	route, params, err := f.router.FindRoute(r)
 	if err != nil {
 		f.t.Errorf("fake GitHub: %s %s is not an operation of the API subset: %v", r.Method, r.URL.Path, err)
-		writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 		return
 	}
 	call.Operation = route.Path
@@ -207,7 +211,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
 	}); err != nil && !(strings.Contains(err.Error(), "does not contain the discriminator property") && f.validBody(route, body)) {
 		f.t.Errorf("fake GitHub: %s %s does not validate against the API description: %v\nbody: %s", r.Method, r.URL.Path, err, body)
-		writeJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request", "detail": err.Error()})
+		githubJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request", "detail": err.Error()})
 		return
 	}
 	if f.fault(rec, r) {
@@ -223,16 +227,16 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 			HeadSHA string `json:"head_sha"`
 			Status  string `json:"status"`
 		}
-		mustJSON(f.t, body, &in)
+		githubDecode(f.t, body, &in)
 		f.nextID++
-		run := &fakeCheckRun{ID: f.nextID, Name: in.Name, HeadSHA: in.HeadSHA, Status: in.Status}
+		run := &GitHubCheckRun{ID: f.nextID, Name: in.Name, HeadSHA: in.HeadSHA, Status: in.Status}
 		f.checkRuns[run.ID] = run
-		writeJSON(rec, http.StatusCreated, map[string]any{"id": run.ID, "name": run.Name, "head_sha": run.HeadSHA, "status": run.Status})
+		githubJSON(rec, http.StatusCreated, map[string]any{"id": run.ID, "name": run.Name, "head_sha": run.HeadSHA, "status": run.Status})
 	case "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}":
 		id, _ := strconv.ParseInt(params["check_run_id"], 10, 64)
 		run, ok := f.checkRuns[id]
 		if !ok {
-			writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+			githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 			return
 		}
 		var in struct {
@@ -245,7 +249,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 				Annotations []map[string]any `json:"annotations"`
 			} `json:"output"`
 		}
-		mustJSON(f.t, body, &in)
+		githubDecode(f.t, body, &in)
 		run.Patches++
 		if run.Status == "completed" {
 			run.PatchesAfterCompletion++
@@ -261,14 +265,14 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if in.Output != nil {
 			if in.Output.Title == "" || in.Output.Summary == "" {
-				writeJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "output requires title and summary"})
+				githubJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "output requires title and summary"})
 				return
 			}
 			run.Title, run.Summary = in.Output.Title, in.Output.Summary
 			run.Annotations = append(run.Annotations, in.Output.Annotations...)
 			run.AnnotationBatches = append(run.AnnotationBatches, len(in.Output.Annotations))
 		}
-		writeJSON(rec, http.StatusOK, map[string]any{"id": run.ID, "name": run.Name, "status": run.Status, "conclusion": run.Conclusion})
+		githubJSON(rec, http.StatusOK, map[string]any{"id": run.ID, "name": run.Name, "status": run.Status, "conclusion": run.Conclusion})
 	case "GET /repos/{owner}/{repo}/issues/{issue_number}/comments":
 		n, _ := strconv.Atoi(params["issue_number"])
 		q := r.URL.Query()
@@ -283,59 +287,59 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		if to < len(all) {
 			rec.Header().Set("Link", fmt.Sprintf(`<%s%s?per_page=%d&page=%d>; rel="next"`, f.URL, r.URL.Path[1:], per, page+1))
 		}
-		out := make([]fakeComment, 0, to-from)
+		out := make([]GitHubComment, 0, to-from)
 		for _, c := range all[from:to] {
 			out = append(out, *c)
 		}
-		writeJSON(rec, http.StatusOK, out)
+		githubJSON(rec, http.StatusOK, out)
 	case "POST /repos/{owner}/{repo}/issues/{issue_number}/comments":
 		n, _ := strconv.Atoi(params["issue_number"])
-		var in fakeComment
-		mustJSON(f.t, body, &in)
+		var in GitHubComment
+		githubDecode(f.t, body, &in)
 		f.nextID++
-		c := &fakeComment{ID: f.nextID, Body: in.Body}
+		c := &GitHubComment{ID: f.nextID, Body: in.Body}
 		f.comments[n] = append(f.comments[n], c)
-		writeJSON(rec, http.StatusCreated, c)
+		githubJSON(rec, http.StatusCreated, c)
 	case "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}":
 		id, _ := strconv.ParseInt(params["comment_id"], 10, 64)
-		var in fakeComment
-		mustJSON(f.t, body, &in)
+		var in GitHubComment
+		githubDecode(f.t, body, &in)
 		for _, cs := range f.comments {
 			for _, c := range cs {
 				if c.ID == id {
 					c.Body = in.Body
-					writeJSON(rec, http.StatusOK, c)
+					githubJSON(rec, http.StatusOK, c)
 					return
 				}
 			}
 		}
-		writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 	case "POST /repos/{owner}/{repo}/code-scanning/sarifs":
 		var in struct {
 			CommitSHA string `json:"commit_sha"`
 			Ref       string `json:"ref"`
 			SARIF     string `json:"sarif"`
 		}
-		mustJSON(f.t, body, &in)
+		githubDecode(f.t, body, &in)
 		gz, err := base64.StdEncoding.DecodeString(in.SARIF)
 		if err != nil {
-			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not base64: " + err.Error()})
+			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not base64: " + err.Error()})
 			return
 		}
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
-			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
+			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
 			return
 		}
 		raw, err := io.ReadAll(zr)
 		if err != nil {
-			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
+			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
 			return
 		}
-		f.sarifs = append(f.sarifs, fakeSARIF{Ref: in.Ref, CommitSHA: in.CommitSHA, SARIF: raw})
-		writeJSON(rec, http.StatusAccepted, map[string]string{"id": "47177e22-5596-11eb-80a1-c1e54ef945c6", "url": f.URL + "sarif-upload"})
+		f.sarifs = append(f.sarifs, GitHubSARIF{Ref: in.Ref, CommitSHA: in.CommitSHA, SARIF: raw})
+		githubJSON(rec, http.StatusAccepted, map[string]string{"id": "47177e22-5596-11eb-80a1-c1e54ef945c6", "url": f.URL + "sarif-upload"})
 	default:
-		writeJSON(rec, http.StatusNotImplemented, map[string]string{"message": "not implemented by the fake"})
+		githubJSON(rec, http.StatusNotImplemented, map[string]string{"message": "not implemented by the fake"})
 	}
 }
 
@@ -344,7 +348,7 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 // "status" (the schema's discriminator property), although the property is
 // optional (default queued) and JSON Schema's oneOf accepts the body: see
 // the schemas README. Such bodies are judged by JSON Schema instead.
-func (f *fakeGitHub) validBody(route *routers.Route, body []byte) bool {
+func (f *GitHubAPI) validBody(route *routers.Route, body []byte) bool {
 	const base = "mem://github-rest-subset.openapi.json"
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(f.spec))
 	if err != nil {
@@ -376,7 +380,7 @@ func (f *fakeGitHub) validBody(route *routers.Route, body []byte) bool {
 }
 
 // fault answers r with an injected fault, if one matches.
-func (f *fakeGitHub) fault(w http.ResponseWriter, r *http.Request) bool {
+func (f *GitHubAPI) fault(w http.ResponseWriter, r *http.Request) bool {
 	f.mu.Lock()
 	var kind string
 	for _, ft := range f.faults {
@@ -390,21 +394,21 @@ func (f *fakeGitHub) fault(w http.ResponseWriter, r *http.Request) bool {
 	switch kind {
 	case "":
 		return false
-	case faultFork:
-		writeJSON(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest", "status": "403"})
-	case faultNotFound:
-		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
-	case faultInvalid:
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Validation Failed", "errors": []map[string]string{{"resource": "CheckRun", "code": "invalid"}}, "status": "422"})
-	case faultServer:
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": "Server Error"})
-	case faultBadGW:
+	case FaultFork:
+		githubJSON(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest", "status": "403"})
+	case FaultNotFound:
+		githubJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
+	case FaultInvalid:
+		githubJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Validation Failed", "errors": []map[string]string{{"resource": "CheckRun", "code": "invalid"}}, "status": "422"})
+	case FaultServer:
+		githubJSON(w, http.StatusInternalServerError, map[string]string{"message": "Server Error"})
+	case FaultBadGateway:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusBadGateway)
 		_, _ = io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
-	case faultSecondary:
+	case FaultSecondaryRateLimit:
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusForbidden, map[string]string{
+		githubJSON(w, http.StatusForbidden, map[string]string{
 			"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
 			"documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
 		})
@@ -415,23 +419,23 @@ func (f *fakeGitHub) fault(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-type statusRecorder struct {
+type githubStatus struct {
 	http.ResponseWriter
 	status int
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
+func (s *githubStatus) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func githubJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func mustJSON(t testing.TB, b []byte, v any) {
+func githubDecode(t testing.TB, b []byte, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Errorf("fake GitHub: decoding body %s: %v", b, err)
 	}
