@@ -696,3 +696,29 @@ func TestRunScanWithoutDB(t *testing.T) {
 		}
 	}
 }
+
+// TestFindingsTableOrder: locations of one severity are ordered by path,
+// then by line number, not as text (settings.conf:2 before :10).
+func TestFindingsTableOrder(t *testing.T) {
+	t.Parallel()
+	f := func(p string, line int, sev findings.Severity) findings.Finding {
+		return findings.Finding{ID: "x", Kind: findings.KindSecret, Severity: sev, Location: findings.Location{Path: p, Line: line}}
+	}
+	var b strings.Builder
+	err := writeFindingsTable(&b, []findings.Finding{
+		f("settings.conf", 10, findings.SeverityHigh), f("settings.conf", 2, findings.SeverityHigh),
+		f("a.conf", 30, findings.SeverityHigh), f("z.conf", 1, findings.SeverityCritical),
+	}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.Contains(line, ".conf:") {
+			got = append(got, line)
+		}
+	}
+	if want := []string{"z.conf:1", "a.conf:30", "settings.conf:2", "settings.conf:10"}; !slices.Equal(got, want) {
+		t.Errorf("order %q, want %q", got, want)
+	}
+}

@@ -118,7 +118,10 @@ func writeFindingsTable(w io.Writer, fs []findings.Finding, color bool) error {
 		return m
 	}
 	slices.SortStableFunc(order, func(a, b string) int {
-		return cmp.Or(cmp.Compare(worst(b), worst(a)), cmp.Compare(a, b))
+		// The same location's findings share a Location: order files by
+		// path, then lines by number (settings.conf:2 before :10).
+		la, lb := groups[a][0].Location, groups[b][0].Location
+		return cmp.Or(cmp.Compare(worst(b), worst(a)), cmp.Compare(la.Path, lb.Path), cmp.Compare(la.Line, lb.Line), cmp.Compare(a, b))
 	})
 	var b strings.Builder
 	for _, k := range order {

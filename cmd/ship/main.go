@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/intesys/ship-action/action"
+	"github.com/intesys/ship-action/internal/scan"
 )
 
 func main() {
@@ -27,6 +28,9 @@ func main() {
 		err = action.Run(ctx, cfg)
 	}
 	stop()
+	if rmErr := scan.RemoveTempDir(); rmErr != nil {
+		fmt.Fprintf(os.Stderr, "ship: warning: removing Trivy's temporary directory: %v\n", rmErr)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ship: %v\n", err)
 		os.Exit(action.ExitCode(err))

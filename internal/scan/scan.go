@@ -31,6 +31,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vex"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/intesys/ship-action/internal/findings"
 )
@@ -300,4 +301,11 @@ func allSeverities() []dbtypes.Severity {
 		out = append(out, dbtypes.Severity(i))
 	}
 	return out
+}
+
+// RemoveTempDir removes the temporary directory Trivy keeps for the whole
+// process (TMPDIR/trivy-*, created on first use for the files a scan
+// spills). Call it once the process scans no more: before it exits.
+func RemoveTempDir() error {
+	return xos.Cleanup()
 }

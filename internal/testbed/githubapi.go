@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +177,18 @@ func (f *GitHubAPI) CheckRun(id int64) (GitHubCheckRun, bool) {
 		return GitHubCheckRun{}, false
 	}
 	return *r, true
+}
+
+// CheckRuns returns the check runs created so far, oldest first.
+func (f *GitHubAPI) CheckRuns() []GitHubCheckRun {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]GitHubCheckRun, 0, len(f.checkRuns))
+	for _, r := range f.checkRuns {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b GitHubCheckRun) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // SARIFs returns the SARIF uploads received, decoded.
