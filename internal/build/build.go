@@ -87,4 +87,5 @@ type Step struct {
 	Duration    time.Duration
 	EmptyLayer  bool  // metadata-only instruction
 	LayerSize   int64 // compressed size of the layer it added, 0 when EmptyLayer
+	Cached      bool  // a RUN whose layer came from the layer cache
 }

@@ -120,6 +120,11 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		runs:      make([]*stageRun, len(plan.Stages)),
 		images:    map[string]*imageRun{},
 	}
+	if o.layerCacheDir != "" {
+		if b.cache, err = newLayerCache(o.layerCacheDir); err != nil {
+			return nil, err
+		}
+	}
 	for i := range b.runs {
 		b.runs[i] = &stageRun{}
 	}
@@ -176,6 +181,7 @@ type builder struct {
 	tmpDir   string
 	epoch    *time.Time
 
+	cache     *layerCache     // nil: no layer cache
 	cacheBase string          // the directory that holds cache mounts
 	runCtx    context.Context //nolint:containedctx // cancelled when a stage fails: stops RUN in the others
 	modeOnce  sync.Once

@@ -28,6 +28,10 @@ type options struct {
 	noOverlay bool
 	// layerHook: see WithLayerHook.
 	layerHook func(v1.Layer)
+	// layerCacheDir: see WithLayerCache.
+	layerCacheDir string
+	// noCacheReuse: see WithoutCacheReuse.
+	noCacheReuse bool
 }
 
 // withSandboxMode forces the sandbox mode of RUN (a test hook).
@@ -66,6 +70,20 @@ func WithLogger(l *slog.Logger) Option {
 // (default: a directory under os.TempDir removed when Build returns).
 func WithCacheDir(dir string) Option {
 	return func(o *options) error { o.cacheDir = dir; return nil }
+}
+
+// WithLayerCache keeps the layers RUN makes in dir between builds: a RUN
+// whose cache key (the file system it starts from, by content, the
+// command, environment, user, working directory and mounts) was built
+// before is not run again; its layer is reused.
+func WithLayerCache(dir string) Option {
+	return func(o *options) error { o.layerCacheDir = dir; return nil }
+}
+
+// WithoutCacheReuse runs every RUN even when the layer cache has its
+// layer (docker build --no-cache); the cache is still written.
+func WithoutCacheReuse() Option {
+	return func(o *options) error { o.noCacheReuse = true; return nil }
 }
 
 // WithHTTPClient sets the client used by ADD <url> (default: http.DefaultClient).

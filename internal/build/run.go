@@ -62,6 +62,18 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		return -1, fmt.Errorf("RUN --security=%s is not supported", sec)
 	}
 
+	var key string
+	if st.b.cache != nil {
+		if key, err = st.runKey(ctx, c, args); err != nil {
+			return -1, err
+		}
+		if key != "" && !st.b.opts.noCacheReuse {
+			if l, ok := st.b.cache.get(key); ok {
+				return st.cachedRun(ctx, key, l, args)
+			}
+		}
+	}
+
 	if err := st.checkEmulation(); err != nil {
 		return -1, err
 	}
@@ -179,6 +191,7 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	}
 	st.b.opts.logger.Debug("layer written", "stage", st.s.DisplayName(), "size", size, "duration", time.Since(t0))
 	st.commitWith("RUN "+runCommandString(args, st.args, st.env), true, true)
+	st.storeRun(key, st.last)
 	return size, nil
 }
 

@@ -36,6 +36,8 @@ type stageResult struct {
 	args     []buildArg      // the ARGs declared in the stage and the stages under it
 	root     *keptRoot       // its root file system, when it has one and later stages use it
 	layers   []LayerInfo     // what made each layer of img
+	key      string          // the layer cache key (see runcache.go)
+	pending  []v1.Layer      // layers not yet in key
 }
 
 // stageState is a stage being built.
@@ -59,6 +61,9 @@ type stageState struct {
 	contextFiles map[string]string
 	ovl          *overlayRoot // the overlay mount of root, nil when root is a copy
 	args         []buildArg   // the ARGs in scope, for RUN's history
+	key          string       // the layer cache key so far (runcache.go)
+	pending      []v1.Layer   // layers added since key was computed
+	last         v1.Layer     // the layer added last
 }
 
 func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (*stageResult, error) {
@@ -98,10 +103,12 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 				triggers = append(triggers, ob.Expression)
 			}
 		}
+		st.startKey(nil, base)
 	case s.Base == "scratch":
 		st.img = empty.Image
 		st.cfg = emptyConfig(platform)
 		st.platform = platform
+		st.startKey(nil, nil)
 	default:
 		img, err := b.image(ctx, s.Base, platform)
 		if err != nil {
@@ -124,6 +131,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		st.platform = platform
 		st.base = baseInfo{layers: len(layers), history: cf.History, known: true}
 		triggers = cf.Config.OnBuild
+		st.startKey(img, nil)
 	}
 	st.cfg.Config.OnBuild = nil
 	if _, ok := dockerfile.NewEnv(st.cfg.Config.Env).Get("PATH"); !ok && st.platform.OS != "windows" {
@@ -154,6 +162,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		start := time.Now()
 		step := Step{Instruction: st.instructionText(cmd), Location: cmd.Location, EmptyLayer: true}
 		st.step = &step
+		nLayers := len(st.layers)
 		size, err := st.dispatch(ctx, cmd)
 		if err != nil {
 			var dfErr *dockerfile.Error
@@ -166,6 +175,9 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			step.EmptyLayer = false
 			step.LayerSize = size
 		}
+		if _, isRun := cmd.Command.(*instructions.RunCommand); !isRun && st.b.cache != nil && len(st.layers) > nLayers {
+			st.pending = append(st.pending, st.last)
+		}
 		step.Duration = time.Since(start)
 		report.Steps = append(report.Steps, step)
 		b.opts.logger.Debug("step done", "stage", s.DisplayName(), "instruction", step.Instruction, "duration", step.Duration)
@@ -174,7 +186,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 	if err != nil {
 		return nil, err
 	}
-	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args, root: kept, layers: st.layers}, nil
+	return &stageResult{img: st.img, cfg: st.cfg, platform: st.platform, report: report, base: st.base, env: st.env, args: st.args, root: kept, layers: st.layers, key: st.key, pending: st.pending}, nil
 }
 
 // baseConfig copies the config of a base image keeping what BuildKit's
@@ -341,6 +353,7 @@ func (st *stageState) addLayer(l v1.Layer) error {
 		info.Instruction, info.Location = st.step.Instruction, st.step.Location
 	}
 	st.layers = append(st.layers, info)
+	st.last = l
 	st.contextFiles = nil
 	st.view = nil
 	return nil

@@ -1,0 +1,122 @@
+package build
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/intesys/ship-action/internal/testbed"
+)
+
+// cachedSteps returns, for each RUN of the result's stages in order,
+// whether it came from the layer cache.
+func cachedSteps(res *Result) []bool {
+	var out []bool
+	for _, s := range res.Stages {
+		for _, st := range s.Steps {
+			if len(st.Instruction) >= 3 && st.Instruction[:3] == "RUN" {
+				out = append(out, st.Cached)
+			}
+		}
+	}
+	return out
+}
+
+// TestLayerCache builds one Dockerfile several times with one layer cache:
+// a RUN is reused when what it depends on is unchanged (a COPY of the same
+// bytes with new mtimes included), run again when its input changed, and
+// a cached layer applies to a root file system an earlier RUN of the
+// stage made. The RUNs write random bytes: equal bytes mean not run.
+func TestLayerCache(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	layers := filepath.Join(t.TempDir(), "layers")
+	df := "FROM busybox\n" +
+		"ARG V=1\n" +
+		"COPY req.txt /req.txt\n" +
+		"RUN head -c 16 /dev/urandom | od -x > /rand && cat /req.txt > /copy\n" +
+		"COPY app.txt /app.txt\n" +
+		"RUN --mount=type=bind,target=/ctx cp /ctx/app.txt /app3\n" +
+		"RUN echo $V > /v && head -c 16 /dev/urandom | od -x > /rand2\n"
+	build := func(req, app string, args map[string]string, opts ...Option) (*Result, map[string]string) {
+		t.Helper()
+		f := fixture{dockerfile: df, files: map[string]string{"req.txt": req, "app.txt": app},
+			req: func(r *Request) { r.BuildArgs = args }}
+		src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+		res, err := Build(context.Background(), f.request(t), append([]Option{WithImageSource(src), WithCacheDir(t.TempDir()), WithLayerCache(layers)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, flatten(t, res.Image)
+	}
+	digest := func(res *Result) v1.Hash {
+		d, err := res.Image.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	eq := func(what string, got, want []bool) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: cached %v, want %v", what, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("%s: cached %v, want %v", what, got, want)
+				return
+			}
+		}
+	}
+
+	first, fs1 := build("r1\n", "a1\n", nil)
+	eq("first build", cachedSteps(first), []bool{false, false, false})
+
+	// Same bytes, new mtimes (a fresh checkout): the cacheable RUNs are
+	// reused, the bind-mount RUN runs and gives the same layer, so the
+	// last RUN is reused on top of a root file system.
+	second, fs2 := build("r1\n", "a1\n", nil)
+	eq("unchanged", cachedSteps(second), []bool{true, false, true})
+	if fs2["rand"] != fs1["rand"] || fs2["rand2"] != fs1["rand2"] || fs2["app3"] != fs1["app3"] {
+		t.Errorf("cached RUNs gave other files: %q %q, want %q %q", fs2["rand"], fs2["rand2"], fs1["rand"], fs1["rand2"])
+	}
+	if digest(second) != digest(first) {
+		t.Errorf("unchanged rebuild: digest %s, want %s", digest(second), digest(first))
+	}
+
+	// The app changed: the first RUN is reused, the later ones run.
+	third, fs3 := build("r1\n", "a2\n", nil)
+	eq("app changed", cachedSteps(third), []bool{true, false, false})
+	if fs3["rand"] != fs1["rand"] || fs3["rand2"] == fs1["rand2"] || fs3["app3"] != "file a2 00644 0:0" {
+		t.Errorf("app changed: rand %q (want %q), rand2 rerun: %v, app3 %q", fs3["rand"], fs1["rand"], fs3["rand2"] != fs1["rand2"], fs3["app3"])
+	}
+
+	// The requirements changed: everything runs again.
+	fourth, fs4 := build("r2\n", "a1\n", nil)
+	eq("requirements changed", cachedSteps(fourth), []bool{false, false, false})
+	if fs4["rand"] == fs1["rand"] || fs4["copy"] != "file r2 00644 0:0" {
+		t.Errorf("requirements changed: rand reused or copy %q", fs4["copy"])
+	}
+
+	// A build arg the RUN sees: a miss from where it is used.
+	fifth, fs5 := build("r1\n", "a1\n", map[string]string{"V": "2"})
+	eq("build arg changed", cachedSteps(fifth), []bool{false, false, false})
+	if fs5["v"] != "file 2 00644 0:0" {
+		t.Errorf("build arg: /v = %q", fs5["v"])
+	}
+
+	// --no-cache: everything runs again.
+	sixth, fs6 := build("r1\n", "a1\n", nil, WithoutCacheReuse())
+	eq("no-cache", cachedSteps(sixth), []bool{false, false, false})
+	if fs6["rand"] == fs1["rand"] {
+		t.Error("no-cache reused the first RUN")
+	}
+
+	ents, err := os.ReadDir(filepath.Join(layers, "keys"))
+	if err != nil || len(ents) == 0 {
+		t.Errorf("layer cache keys: %v, %v", ents, err)
+	}
+}
