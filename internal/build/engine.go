@@ -116,6 +116,7 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 		tmpDir:    tmp,
 		cacheBase: cacheBase,
 		runCtx:    runCtx,
+		storeCtx:  ctx,
 		epoch:     epoch,
 		runs:      make([]*stageRun, len(plan.Stages)),
 		images:    map[string]*imageRun{},
@@ -125,6 +126,10 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 			return nil, err
 		}
 	}
+	b.keyed = b.cache != nil || o.store != nil
+	// Layers go to the layer store while the build goes on; Build returns
+	// once they are there (or failed, which is only logged).
+	defer b.storeWait.Wait()
 	for i := range b.runs {
 		b.runs[i] = &stageRun{}
 	}
@@ -181,7 +186,11 @@ type builder struct {
 	tmpDir   string
 	epoch    *time.Time
 
-	cache     *layerCache     // nil: no layer cache
+	cache     *layerCache     // nil: no layer cache on this machine
+	keyed     bool            // RUN cache keys are computed (a layer cache or store is set)
+	storeWait sync.WaitGroup  // layers being put in opts.store
+	storeCtx  context.Context //nolint:containedctx // Build's: layer store puts outlive a failed stage
+	storeWarn sync.Once       // the layer store's failure is logged once
 	cacheBase string          // the directory that holds cache mounts
 	runCtx    context.Context //nolint:containedctx // cancelled when a stage fails: stops RUN in the others
 	modeOnce  sync.Once

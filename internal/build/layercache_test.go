@@ -2,8 +2,10 @@ package build
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -118,5 +120,72 @@ func TestLayerCache(t *testing.T) {
 	ents, err := os.ReadDir(filepath.Join(layers, "keys"))
 	if err != nil || len(ents) == 0 {
 		t.Errorf("layer cache keys: %v, %v", ents, err)
+	}
+}
+
+// memStore is a LayerStore in memory.
+type memStore struct {
+	mu     sync.Mutex
+	layers map[string]v1.Layer
+	gets   int
+	fail   error
+}
+
+func (m *memStore) Get(_ context.Context, key string) (v1.Layer, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gets++
+	if m.fail != nil {
+		return nil, false, m.fail
+	}
+	l, ok := m.layers[key]
+	return l, ok, nil
+}
+
+func (m *memStore) Put(_ context.Context, key string, l v1.Layer) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.layers[key] = l
+	return nil
+}
+
+// TestLayerStore: with no cache on the machine (a fresh CI runner), a
+// layer store filled by an earlier build gives its RUN layers; read-only,
+// nothing is stored; a failing store is logged and the build goes on.
+func TestLayerStore(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	df := "FROM busybox\nCOPY a.txt /a.txt\nRUN head -c 16 /dev/urandom | od -x > /rand\n"
+	store := &memStore{layers: map[string]v1.Layer{}}
+	build := func(opts ...Option) (*Result, map[string]string) {
+		t.Helper()
+		f := fixture{dockerfile: df, files: map[string]string{"a.txt": "a\n"}}
+		src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
+		res, err := Build(context.Background(), f.request(t), append([]Option{WithImageSource(src), WithCacheDir(t.TempDir())}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, flatten(t, res.Image)
+	}
+	first, fs1 := build(WithLayerStore(store, false))
+	if got := cachedSteps(first); len(got) != 1 || got[0] || len(store.layers) != 1 {
+		t.Fatalf("first build: cached %v, %d layers stored, want a miss and one stored", got, len(store.layers))
+	}
+	second, fs2 := build(WithLayerStore(store, true))
+	if got := cachedSteps(second); len(got) != 1 || !got[0] || fs2["rand"] != fs1["rand"] {
+		t.Errorf("second build: cached %v, rand equal %v: want the stored layer", got, fs2["rand"] == fs1["rand"])
+	}
+
+	ro := &memStore{layers: map[string]v1.Layer{}}
+	build(WithLayerStore(ro, true))
+	if len(ro.layers) != 0 {
+		t.Errorf("a read-only store got %d layers", len(ro.layers))
+	}
+	broken := &memStore{layers: map[string]v1.Layer{}, fail: errors.New("registry down")}
+	if res, _ := build(WithLayerStore(broken, false)); cachedSteps(res)[0] {
+		t.Error("a failing store gave a hit")
 	}
 }

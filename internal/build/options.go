@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -32,6 +33,21 @@ type options struct {
 	layerCacheDir string
 	// noCacheReuse: see WithoutCacheReuse.
 	noCacheReuse bool
+	// store: see WithLayerStore.
+	store LayerStore
+	// storeReadOnly: see WithLayerStore.
+	storeReadOnly bool
+}
+
+// LayerStore is a layer cache outside the machine (a registry repository:
+// registry.LayerCache), shared by the builds of every machine. Keys are
+// the hex SHA-256 cache keys of RUN instructions.
+type LayerStore interface {
+	// Get returns the layer stored under key; ok is false when there is
+	// none. The layer's content should be read only when it is used.
+	Get(ctx context.Context, key string) (l v1.Layer, ok bool, err error)
+	// Put stores l under key.
+	Put(ctx context.Context, key string, l v1.Layer) error
 }
 
 // withSandboxMode forces the sandbox mode of RUN (a test hook).
@@ -78,6 +94,21 @@ func WithCacheDir(dir string) Option {
 // before is not run again; its layer is reused.
 func WithLayerCache(dir string) Option {
 	return func(o *options) error { o.layerCacheDir = dir; return nil }
+}
+
+// WithLayerStore looks RUN layers up in store when the local layer cache
+// (WithLayerCache) misses, and, unless readOnly, stores the layers RUN
+// makes there, in the background while the build goes on (Build returns
+// once they are stored). A store that fails is logged and never fails the
+// build.
+func WithLayerStore(store LayerStore, readOnly bool) Option {
+	return func(o *options) error {
+		if store == nil {
+			return errors.New("nil layer store")
+		}
+		o.store, o.storeReadOnly = store, readOnly
+		return nil
+	}
 }
 
 // WithoutCacheReuse runs every RUN even when the layer cache has its

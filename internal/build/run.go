@@ -63,14 +63,12 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	}
 
 	var key string
-	if st.b.cache != nil {
+	if st.b.keyed {
 		if key, err = st.runKey(ctx, c, args); err != nil {
 			return -1, err
 		}
-		if key != "" && !st.b.opts.noCacheReuse {
-			if l, ok := st.b.cache.get(key); ok {
-				return st.cachedRun(ctx, key, l, args)
-			}
+		if l, ok := st.lookupRun(ctx, key); ok {
+			return st.cachedRun(ctx, key, l, args)
 		}
 	}
 

@@ -24,7 +24,7 @@ import (
 // startKey sets the stage's key from where it starts: an image (by
 // digest), scratch, or a stage.
 func (st *stageState) startKey(img v1.Image, base *stageResult) {
-	if st.b.cache == nil {
+	if !st.b.keyed {
 		return
 	}
 	platform := dockerfile.FormatPlatform(st.platform)
@@ -171,7 +171,7 @@ func (st *stageState) cachedRun(ctx context.Context, key string, l v1.Layer, arg
 // storeRun records the layer a RUN with key just made; key "" (a RUN that
 // cannot be cached) chains the stage's key on the layer's content instead.
 func (st *stageState) storeRun(key string, l v1.Layer) {
-	if st.b.cache == nil {
+	if !st.b.keyed {
 		return
 	}
 	if key == "" {
@@ -179,7 +179,47 @@ func (st *stageState) storeRun(key string, l v1.Layer) {
 		return
 	}
 	st.key = key
-	if err := st.b.cache.put(key, l); err != nil {
-		st.b.opts.logger.Warn("layer cache: not stored", "error", err.Error())
+	if st.b.cache != nil {
+		if err := st.b.cache.put(key, l); err != nil {
+			st.b.opts.logger.Warn("layer cache: not stored", "error", err.Error())
+		}
 	}
+	if store := st.b.opts.store; store != nil && !st.b.opts.storeReadOnly {
+		st.b.storeWait.Add(1)
+		go func() {
+			defer st.b.storeWait.Done()
+			if err := store.Put(st.b.storeCtx, key, l); err != nil {
+				st.b.storeFailed(err)
+			}
+		}()
+	}
+}
+
+// lookupRun returns the layer cached for a RUN's key: from the local
+// layer cache, else from the layer store.
+func (st *stageState) lookupRun(ctx context.Context, key string) (v1.Layer, bool) {
+	if key == "" || st.b.opts.noCacheReuse {
+		return nil, false
+	}
+	if st.b.cache != nil {
+		if l, ok := st.b.cache.get(key); ok {
+			return l, true
+		}
+	}
+	if store := st.b.opts.store; store != nil {
+		l, ok, err := store.Get(ctx, key)
+		if err != nil {
+			st.b.storeFailed(err)
+			return nil, false
+		}
+		return l, ok
+	}
+	return nil, false
+}
+
+// storeFailed logs a failure of the layer store, once per build.
+func (b *builder) storeFailed(err error) {
+	b.storeWarn.Do(func() {
+		b.opts.logger.Warn("layer store: cache not used or not updated; the build goes on", "error", err.Error())
+	})
 }

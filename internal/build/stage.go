@@ -175,7 +175,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			step.EmptyLayer = false
 			step.LayerSize = size
 		}
-		if _, isRun := cmd.Command.(*instructions.RunCommand); !isRun && st.b.cache != nil && len(st.layers) > nLayers {
+		if _, isRun := cmd.Command.(*instructions.RunCommand); !isRun && st.b.keyed && len(st.layers) > nLayers {
 			st.pending = append(st.pending, st.last)
 		}
 		step.Duration = time.Since(start)
