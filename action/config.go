@@ -34,7 +34,11 @@ type Config struct {
 	Output             string            // OCI image layout directory
 	OutputTar          string            // docker-loadable tarball path, empty: none
 	CacheDir           string            // layer cache directory, empty: a temporary one
+	NoCache            bool              // run every RUN again (the layer cache is still written)
+	CacheRepo          string            // repository of the layer cache in a registry
+	CacheReadOnly      bool              // only read CacheRepo
 	GitHubToken        string            // token for ghcr.io (secret)
+	GitLabToken        string            // token for the GitLab merge request note (secret)
 
 	Scan             bool     // scan the image after the build
 	Scanners         []string // vuln, secret, misconfig
@@ -314,9 +318,14 @@ func Inputs() []Input {
 		},
 		{
 			Name: "cache-dir", Kind: KindString,
-			Description: "Directory for the layer cache, the vulnerability DB (<cache-dir>/db) and the scan cache " +
-				"(default: build cache in a temporary directory removed after the run; DB and scan cache in $XDG_CACHE_HOME/ship or ~/.cache/ship).",
+			Description: "Directory for the layer cache (the layers RUN made, reused when nothing they depend on changed: <cache-dir>/layers), the vulnerability DB (<cache-dir>/db) and the scan cache " +
+				"(default: build cache in a temporary directory removed after the run, no layer cache; DB and scan cache in $XDG_CACHE_HOME/ship or ~/.cache/ship).",
 			field: func(c *Config) any { return &c.CacheDir },
+		},
+		{
+			Name: "no-cache", Kind: KindBool, Default: "false",
+			Description: "Run every RUN again instead of reusing layers from the layer cache (the cache is still updated).",
+			field:       func(c *Config) any { return &c.NoCache },
 		},
 		{
 			Name: "github-token", Kind: KindString, Secret: true,
@@ -324,7 +333,7 @@ func Inputs() []Input {
 			Description:   "GitHub token: for ghcr.io, and for the check run, pull request comment and SARIF upload (see permissions in README).",
 			field:         func(c *Config) any { return &c.GitHubToken },
 		},
-	}, append(append(scanInputs(), reportInputs()...), gitlabInputs()...)...)
+	}, append(append(append(cacheInputs(), scanInputs()...), reportInputs()...), gitlabInputs()...)...)
 }
 
 // DefaultConfig returns the Config with every input at its default.

@@ -69,6 +69,7 @@ type StepSummary struct {
 	DurationMS  int64  `json:"duration_ms"`
 	LayerSize   int64  `json:"layer_size"`
 	EmptyLayer  bool   `json:"empty_layer,omitempty"`
+	Cached      bool   `json:"cached,omitempty"` // a RUN reused from the layer cache
 }
 
 // checkOutputs refuses, before anything is built, output paths Run must
@@ -296,6 +297,7 @@ func makeOutputs(res *build.Result, digest v1.Hash, cfg Config) (Outputs, error)
 				DurationMS:  s.Duration.Milliseconds(),
 				LayerSize:   s.LayerSize,
 				EmptyLayer:  s.EmptyLayer,
+				Cached:      s.Cached,
 			})
 		}
 		md.Stages = append(md.Stages, ss)
@@ -370,9 +372,12 @@ func stepsMarkdown(out Outputs) string {
 			if !s.EmptyLayer {
 				layer = markdown.HumanSize(s.LayerSize)
 			}
+			took := (time.Duration(s.DurationMS) * time.Millisecond).String()
+			if s.Cached {
+				took += " (cached)"
+			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n",
-				mdCell(stage), line, mdCode(s.Instruction),
-				(time.Duration(s.DurationMS) * time.Millisecond).String(), layer)
+				mdCell(stage), line, mdCode(s.Instruction), took, layer)
 		}
 	}
 	fmt.Fprintf(&b, "\n**Image:** `%s`  \n", out.Image)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -247,7 +248,13 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	if cfg.CacheDir == "" {
 		// A cache in a directory removed after the run only costs a copy.
 		buildOpts = append(buildOpts, build.WithoutRootFSCache())
+	} else {
+		buildOpts = append(buildOpts, build.WithLayerCache(filepath.Join(cfg.CacheDir, "layers")))
 	}
+	if cfg.NoCache {
+		buildOpts = append(buildOpts, build.WithoutCacheReuse())
+	}
+	buildOpts = append(buildOpts, layerStoreOptions(cfg, client, env, log)...)
 	var uploads *earlyUploads
 	// Layers go to the registry while they are written, unless a failed
 	// scan must keep everything out of it (scan-before-push).

@@ -17,7 +17,8 @@ import (
 
 // actionImageContext prepares the build context of the action image the
 // way `make image-rootfs` does (a static, stripped ship, CA certificates, a
-// /tmp) next to a copy of the repository's Dockerfile and .dockerignore.
+// /tmp, /bin/busybox from busybox-static and /bin/sh -> busybox) next to a
+// copy of the repository's Dockerfile and .dockerignore.
 func actionImageContext(t *testing.T, ctx context.Context, dir string) {
 	t.Helper()
 	rootfs := filepath.Join(dir, "dist", "rootfs")
@@ -32,9 +33,15 @@ func actionImageContext(t *testing.T, ctx context.Context, dir string) {
 	if err != nil {
 		t.Fatalf("reading CA certificates (Debian package ca-certificates): %v", err)
 	}
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("reading /bin/busybox (Debian package busybox-static): %v", err)
+	}
 	writeTree(t, rootfs, map[string]file{
 		"etc/ssl/certs/ca-certificates.crt": txt(string(certs)),
 		"tmp":                               dirMode(0o1777),
+		"bin/busybox":                       txtMode(string(busybox), 0o755),
+		"bin/sh":                            symlink("busybox"),
 	})
 	if err := os.Chmod(filepath.Join(rootfs, "tmp"), 0o1777); err != nil {
 		t.Fatal(err)
@@ -148,6 +155,17 @@ func TestActionImage(t *testing.T) {
 	if cfg.WorkingDir != "/app" || cfg.User != "1000:1000" || !slices.Equal(cfg.Cmd, []string{"python", "-m", "app"}) ||
 		!slices.Contains(cfg.Env, "PORT=8080") {
 		t.Errorf("loaded image config = %+v, want the example's WORKDIR, USER, CMD and ENV", cfg)
+	}
+
+	// GitLab's docker executor runs the job's script with the image's
+	// shell, the entrypoint emptied (as templates/ship.yml does).
+	script, err := d.Exec(ctx, "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", tag,
+		"-c", `set -eo pipefail; echo "shell: $0"; command -v ship; ship --help | grep -c -- --gitlab-token; mkdir -p /tmp/job && cd /tmp/job && pwd`)
+	if err != nil {
+		t.Fatalf("running a GitLab-style script with the image's /bin/sh: %v\n%s", err, script)
+	}
+	if want := "shell: /bin/sh\n/usr/local/bin/ship\n1\n/tmp/job\n"; string(script) != want {
+		t.Errorf("script in the action image printed %q, want %q", script, want)
 	}
 
 	// RUN inside the action image, as GitHub runs container actions: Docker's

@@ -17,6 +17,8 @@
 // the repository (a Dockerfile line or a source file a COPY brought in),
 // with a fingerprint from the finding and its file, so GitLab can tell new
 // entries from old ones between the merge request and its target branch.
+// BuildFailure is the code quality report of a failed build: one blocker
+// entry at the failing Dockerfile line.
 //
 // NoteClient writes the merge request note through the REST API (v4) with
 // a PRIVATE-TOKEN: Upsert updates the note carrying a marker (the image's,

@@ -2,18 +2,15 @@ package gitlab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/intesys/ship-action/internal/testbed"
 )
 
 const (
@@ -23,169 +20,20 @@ const (
 	testMarker  = "<!-- ship:image=registry.example.com/group/app -->"
 )
 
-// apiCall is one request the fake GitLab received.
-type apiCall struct {
-	Method, Path string // Path as sent (escaped)
-	Query        string
-	Body         string
+// newFakeGitLab starts a fake GitLab serving the notes of testProject.
+func newFakeGitLab(t *testing.T) *testbed.GitLabAPI {
+	return testbed.NewGitLabAPI(t, testProject, testToken)
 }
 
-// fault is an answer the fake gives instead of serving a request (of
-// method, when set).
-type fault struct {
-	status     int
-	retryAfter string
-	method     string
+// recorded returns the calls f received and the notes of testMR.
+func recorded(f *testbed.GitLabAPI) ([]testbed.GitLabCall, []testbed.GitLabNote) {
+	return f.Calls(), f.Notes(testMR)
 }
 
-// fakeGitLab serves the notes API of one merge request: it checks every
-// request (method, path, PRIVATE-TOKEN, JSON body), records it, and
-// answers with the queued faults first.
-type fakeGitLab struct {
-	t        *testing.T
-	pageSize int
-
-	mu     sync.Mutex
-	calls  []apiCall
-	faults []fault
-	notes  []note
-	nextID int64
-}
-
-func newFakeGitLab(t *testing.T) (*fakeGitLab, *httptest.Server) {
-	f := &fakeGitLab{t: t, pageSize: 100, nextID: 1000}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, srv
-}
-
-func (f *fakeGitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		f.t.Errorf("reading the request: %v", err)
-	}
-	body := string(raw)
-	f.calls = append(f.calls, apiCall{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Body: body})
-
-	if i := slices.IndexFunc(f.faults, func(ft fault) bool { return ft.method == "" || ft.method == r.Method }); i >= 0 {
-		ft := f.faults[i]
-		f.faults = slices.Delete(f.faults, i, i+1)
-		if ft.retryAfter != "" {
-			w.Header().Set("Retry-After", ft.retryAfter)
-		}
-		writeJSON(w, ft.status, map[string]string{"message": fmt.Sprintf("%d %s", ft.status, http.StatusText(ft.status))})
-		return
-	}
-	if r.Header.Get("PRIVATE-TOKEN") != testToken {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
-		return
-	}
-	base := "/api/v4/projects/group%2Fapp/merge_requests/" + strconv.Itoa(testMR) + "/notes"
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), base)
-	if !ok {
-		f.t.Errorf("request to %s %s: not the notes of merge request !%d", r.Method, r.URL.EscapedPath(), testMR)
-		writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Project Not Found"})
-		return
-	}
-	switch {
-	case r.Method == http.MethodGet && rest == "":
-		f.list(w, r)
-	case r.Method == http.MethodPost && rest == "":
-		text := f.noteBody(r, body)
-		f.nextID++
-		n := note{ID: f.nextID, Body: text}
-		f.notes = append(f.notes, n)
-		writeJSON(w, http.StatusCreated, n)
-	case r.Method == http.MethodPut && strings.HasPrefix(rest, "/"):
-		id, err := strconv.ParseInt(rest[1:], 10, 64)
-		if err != nil {
-			f.t.Errorf("PUT %s: bad note ID", r.URL.Path)
-		}
-		text := f.noteBody(r, body)
-		for i := range f.notes {
-			if f.notes[i].ID == id {
-				f.notes[i].Body = text
-				writeJSON(w, http.StatusOK, f.notes[i])
-				return
-			}
-		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
-	default:
-		f.t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
-		w.WriteHeader(http.StatusMethodNotAllowed)
-	}
-}
-
-// list serves a page of notes, setting X-Next-Page as GitLab does.
-func (f *fakeGitLab) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Get("per_page") != "100" {
-		f.t.Errorf("per_page=%q, want 100", q.Get("per_page"))
-	}
-	page, err := strconv.Atoi(q.Get("page"))
-	if err != nil || page < 1 {
-		f.t.Errorf("page=%q", q.Get("page"))
-		page = 1
-	}
-	lo := min((page-1)*f.pageSize, len(f.notes))
-	hi := min(lo+f.pageSize, len(f.notes))
-	if hi < len(f.notes) {
-		w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
-	} else {
-		w.Header().Set("X-Next-Page", "")
-	}
-	writeJSON(w, http.StatusOK, f.notes[lo:hi])
-}
-
-// noteBody checks the JSON body of a create or update: exactly {"body": "..."}.
-func (f *fakeGitLab) noteBody(r *http.Request, raw string) string {
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		f.t.Errorf("%s: Content-Type %q", r.Method, ct)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		f.t.Errorf("%s: body is not JSON: %v", r.Method, err)
-	}
-	text, ok := m["body"].(string)
-	if len(m) != 1 || !ok {
-		f.t.Errorf("%s: body %s, want {\"body\": string}", r.Method, raw)
-	}
-	return text
-}
-
-func (f *fakeGitLab) fail(faults ...fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.faults = append(f.faults, faults...)
-}
-
-func (f *fakeGitLab) seed(bodies ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, b := range bodies {
-		f.nextID++
-		f.notes = append(f.notes, note{ID: f.nextID, Body: b})
-	}
-}
-
-func (f *fakeGitLab) recorded() ([]apiCall, []note) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls), slices.Clone(f.notes)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// newTestClient returns a client of srv whose waits are recorded.
-func newTestClient(t *testing.T, srv *httptest.Server, token string) (*NoteClient, *[]time.Duration) {
+// newTestClient returns a client of f whose waits are recorded.
+func newTestClient(t *testing.T, f *testbed.GitLabAPI, token string) (*NoteClient, *[]time.Duration) {
 	t.Helper()
-	c, err := NewNoteClient(srv.URL+"/api/v4/", testProject, token, srv.Client())
+	c, err := NewNoteClient(f.URL+"/", testProject, token, f.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +46,7 @@ func newTestClient(t *testing.T, srv *httptest.Server, token string) (*NoteClien
 	return c, &waits
 }
 
-func methods(calls []apiCall) string {
+func methods(calls []testbed.GitLabCall) string {
 	var out []string
 	for _, c := range calls {
 		out = append(out, c.Method)
@@ -208,14 +56,14 @@ func methods(calls []apiCall) string {
 
 func TestNoteCreate(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeGitLab(t)
-	f.seed("LGTM", "<!-- ship:image=registry.example.com/group/other --> other image")
-	c, _ := newTestClient(t, srv, testToken)
+	f := newFakeGitLab(t)
+	f.Seed(testMR, "LGTM", "<!-- ship:image=registry.example.com/group/other --> other image")
+	c, _ := newTestClient(t, f, testToken)
 	id, err := c.Upsert(t.Context(), testMR, testMarker, "## ship\nall good")
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, notes := f.recorded()
+	calls, notes := recorded(f)
 	if got := methods(calls); got != "GET POST" {
 		t.Errorf("calls %q, want GET POST", got)
 	}
@@ -232,16 +80,16 @@ func TestNoteCreate(t *testing.T) {
 
 func TestNoteFoundOnSecondPage(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeGitLab(t)
-	f.pageSize = 2
+	f := newFakeGitLab(t)
+	f.SetPageSize(2)
 	// The marker need not open the note; the first note holding it wins.
-	f.seed("one", "two", "three", "old heading\n"+testMarker+"\nold report", testMarker+" later")
-	c, _ := newTestClient(t, srv, testToken)
+	f.Seed(testMR, "one", "two", "three", "old heading\n"+testMarker+"\nold report", testMarker+" later")
+	c, _ := newTestClient(t, f, testToken)
 	id, err := c.Upsert(t.Context(), testMR, testMarker, testMarker+"\nnew report")
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, notes := f.recorded()
+	calls, notes := recorded(f)
 	if got := methods(calls); got != "GET GET PUT" {
 		t.Errorf("calls %q, want GET GET PUT", got)
 	}
@@ -258,8 +106,8 @@ func TestNoteFoundOnSecondPage(t *testing.T) {
 
 func TestNoteUpdatedInPlace(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeGitLab(t)
-	c, _ := newTestClient(t, srv, testToken)
+	f := newFakeGitLab(t)
+	c, _ := newTestClient(t, f, testToken)
 	first, err := c.Upsert(t.Context(), testMR, testMarker, "run 1")
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +116,7 @@ func TestNoteUpdatedInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, notes := f.recorded()
+	calls, notes := recorded(f)
 	if first != second || len(notes) != 1 {
 		t.Fatalf("IDs %d then %d, %d notes: want one note updated in place", first, second, len(notes))
 	}
@@ -282,15 +130,15 @@ func TestNoteUpdatedInPlace(t *testing.T) {
 
 func TestNoteDeletedMeanwhileIsCreated(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeGitLab(t)
-	f.seed(testMarker + " old")
-	f.fail(fault{status: http.StatusNotFound, method: http.MethodPut})
-	c, _ := newTestClient(t, srv, testToken)
+	f := newFakeGitLab(t)
+	f.Seed(testMR, testMarker+" old")
+	f.Fail(testbed.GitLabFault{Status: http.StatusNotFound, Method: http.MethodPut})
+	c, _ := newTestClient(t, f, testToken)
 	id, err := c.Upsert(t.Context(), testMR, testMarker, "x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, notes := f.recorded()
+	calls, notes := recorded(f)
 	if got := methods(calls); got != "GET PUT POST" {
 		t.Errorf("calls %q, want GET PUT POST", got)
 	}
@@ -312,11 +160,11 @@ func TestNotePermissionErrors(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			t.Parallel()
-			f, srv := newFakeGitLab(t)
+			f := newFakeGitLab(t)
 			if tt.token == testToken {
-				f.fail(fault{status: tt.status})
+				f.Fail(testbed.GitLabFault{Status: tt.status})
 			}
-			c, waits := newTestClient(t, srv, tt.token)
+			c, waits := newTestClient(t, f, tt.token)
 			_, err := c.Upsert(t.Context(), testMR, testMarker, "body")
 			var ne *NoteError
 			if !errors.As(err, &ne) {
@@ -328,7 +176,7 @@ func TestNotePermissionErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), "merge request !7") {
 				t.Errorf("error %q does not name the merge request", err)
 			}
-			calls, notes := f.recorded()
+			calls, notes := recorded(f)
 			if len(calls) != 1 || len(*waits) != 0 || len(notes) != 0 {
 				t.Errorf("%d calls, waits %v, %d notes: want one call, no retry, no note", len(calls), *waits, len(notes))
 			}
@@ -358,14 +206,14 @@ func TestNoteRetries(t *testing.T) {
 	t.Parallel()
 	t.Run("then success", func(t *testing.T) {
 		t.Parallel()
-		f, srv := newFakeGitLab(t)
-		f.fail(fault{status: http.StatusInternalServerError}, fault{status: http.StatusTooManyRequests, retryAfter: "2"})
-		c, waits := newTestClient(t, srv, testToken)
+		f := newFakeGitLab(t)
+		f.Fail(testbed.GitLabFault{Status: http.StatusInternalServerError}, testbed.GitLabFault{Status: http.StatusTooManyRequests, RetryAfter: "2"})
+		c, waits := newTestClient(t, f, testToken)
 		id, err := c.Upsert(t.Context(), testMR, testMarker, "body")
 		if err != nil {
 			t.Fatal(err)
 		}
-		calls, notes := f.recorded()
+		calls, notes := recorded(f)
 		if got := methods(calls); got != "GET GET GET POST" {
 			t.Errorf("calls %q, want three GETs (two failed) then POST", got)
 		}
@@ -378,15 +226,15 @@ func TestNoteRetries(t *testing.T) {
 	})
 	t.Run("gives up after three tries", func(t *testing.T) {
 		t.Parallel()
-		f, srv := newFakeGitLab(t)
-		f.fail(fault{status: 502}, fault{status: 503}, fault{status: 500}, fault{status: 500})
-		c, waits := newTestClient(t, srv, testToken)
+		f := newFakeGitLab(t)
+		f.Fail(testbed.GitLabFault{Status: 502}, testbed.GitLabFault{Status: 503}, testbed.GitLabFault{Status: 500}, testbed.GitLabFault{Status: 500})
+		c, waits := newTestClient(t, f, testToken)
 		_, err := c.Upsert(t.Context(), testMR, testMarker, "body")
 		var ne *NoteError
 		if err == nil || errors.As(err, &ne) || !strings.Contains(err.Error(), "500") {
 			t.Errorf("error %v, want the last 500 (not a NoteError)", err)
 		}
-		calls, _ := f.recorded()
+		calls, _ := recorded(f)
 		if len(calls) != 3 {
 			t.Errorf("%d calls, want 3", len(calls))
 		}
@@ -396,13 +244,13 @@ func TestNoteRetries(t *testing.T) {
 	})
 	t.Run("Retry-After too long", func(t *testing.T) {
 		t.Parallel()
-		f, srv := newFakeGitLab(t)
-		f.fail(fault{status: http.StatusTooManyRequests, retryAfter: "3600"})
-		c, waits := newTestClient(t, srv, testToken)
+		f := newFakeGitLab(t)
+		f.Fail(testbed.GitLabFault{Status: http.StatusTooManyRequests, RetryAfter: "3600"})
+		c, waits := newTestClient(t, f, testToken)
 		if _, err := c.Upsert(t.Context(), testMR, testMarker, "body"); err == nil || !strings.Contains(err.Error(), "429") {
 			t.Errorf("error %v, want the 429", err)
 		}
-		if calls, _ := f.recorded(); len(calls) != 1 || len(*waits) != 0 {
+		if calls, _ := recorded(f); len(calls) != 1 || len(*waits) != 0 {
 			t.Errorf("%d calls, waits %v: an hour is not waited for", len(calls), *waits)
 		}
 	})
@@ -410,13 +258,13 @@ func TestNoteRetries(t *testing.T) {
 
 func TestNoteTruncated(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeGitLab(t)
-	c, _ := newTestClient(t, srv, testToken)
+	f := newFakeGitLab(t)
+	c, _ := newTestClient(t, f, testToken)
 	line := strings.Repeat("x", 99) + "\n"
 	if _, err := c.Upsert(t.Context(), testMR, testMarker, strings.Repeat(line, MaxNote/100+100)); err != nil {
 		t.Fatal(err)
 	}
-	_, notes := f.recorded()
+	_, notes := recorded(f)
 	body := notes[0].Body
 	if len(body) > MaxNote || !strings.HasPrefix(body, testMarker+"\n") || !strings.HasSuffix(body, truncatedNote) {
 		t.Errorf("body of %d bytes (max %d), starts %q, ends %q", len(body), MaxNote, body[:min(len(body), 60)], body[max(len(body)-60, 0):])
