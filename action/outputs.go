@@ -125,9 +125,9 @@ func contextExcludes(cfg Config) []string {
 		return nil
 	}
 	var out []string
-	paths := []string{cfg.Output, cfg.OutputTar}
+	paths := []string{cfg.Output, cfg.OutputTar, cfg.CacheDir}
 	if cfg.Scan {
-		paths = append(paths, cfg.FindingsJSON, cfg.sbomFile(), cfg.CacheDir)
+		paths = append(paths, cfg.FindingsJSON, cfg.sbomFile(), cfg.SARIFFile)
 	}
 	for _, p := range paths {
 		if p == "" {

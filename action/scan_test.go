@@ -123,6 +123,7 @@ func newScanBed(t *testing.T) *scanBed {
 	b.cfg.SkipDBUpdate = true
 	b.cfg.DBRepository = []string{"127.0.0.1:1/aquasec/trivy-db:2"} // unreachable: nothing may be downloaded
 	b.cfg.FindingsJSON = filepath.Join(b.dir, "work", "findings.json")
+	b.cfg.SARIFFile = filepath.Join(b.dir, "work", "ship.sarif")
 	testbed.FixtureDB(t, b.cfg.CacheDir)
 	return b
 }
@@ -630,15 +631,17 @@ func TestScanContextExcludes(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	cfg := Config{Context: root, Scan: true, FindingsJSON: filepath.Join(root, "ship-findings.json"),
-		CacheDir: filepath.Join(root, ".ship-cache"), SBOM: "spdx", SBOMFile: filepath.Join(root, "out", "sbom.json")}
+		CacheDir: filepath.Join(root, ".ship-cache"), SBOM: "spdx", SBOMFile: filepath.Join(root, "out", "sbom.json"),
+		SARIFFile: filepath.Join(root, "ship.sarif")}
 	got := contextExcludes(cfg)
-	want := []string{"ship-findings.json", "out/sbom.json", ".ship-cache"}
+	want := []string{".ship-cache", "ship-findings.json", "out/sbom.json", "ship.sarif"}
 	if !slices.Equal(got, want) {
 		t.Errorf("contextExcludes = %q, want %q", got, want)
 	}
+	// The cache dir (layer cache) is left out without a scan too.
 	cfg.Scan = false
-	if got := contextExcludes(cfg); len(got) != 0 {
-		t.Errorf("without scan, contextExcludes = %q, want none", got)
+	if got := contextExcludes(cfg); !slices.Equal(got, []string{".ship-cache"}) {
+		t.Errorf("without scan, contextExcludes = %q, want the cache dir", got)
 	}
 }
 
