@@ -15,6 +15,7 @@ import (
 	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 
 	"github.com/intesys/ship-action/internal/layer"
 )
@@ -65,7 +66,7 @@ func (c *layerCache) get(key string) (l v1.Layer, ok bool) {
 
 // put stores l as the layer of key.
 func (c *layerCache) put(key string, l v1.Layer) error {
-	digest, err := l.Digest()
+	desc, err := partial.Descriptor(l)
 	if err != nil {
 		return err
 	}
@@ -73,10 +74,7 @@ func (c *layerCache) put(key string, l v1.Layer) error {
 	if err != nil {
 		return err
 	}
-	size, err := l.Size()
-	if err != nil {
-		return err
-	}
+	digest, size := desc.Digest, desc.Size
 	blob := c.blobPath(digest)
 	if fi, err := os.Stat(blob); err != nil || fi.Size() != size {
 		rc, err := l.Compressed()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -113,7 +114,7 @@ func (lc *LayerCache) Put(ctx context.Context, key string, l v1.Layer) error {
 	if !validKey.MatchString(key) {
 		return fmt.Errorf("invalid cache key %q", key)
 	}
-	digest, err := l.Digest()
+	desc, err := partial.Descriptor(l)
 	if err != nil {
 		return err
 	}
@@ -121,14 +122,7 @@ func (lc *LayerCache) Put(ctx context.Context, key string, l v1.Layer) error {
 	if err != nil {
 		return err
 	}
-	size, err := l.Size()
-	if err != nil {
-		return err
-	}
-	mt, err := l.MediaType()
-	if err != nil {
-		return err
-	}
+	digest := desc.Digest
 	reg := lc.repo.RegistryStr()
 	cred, err := lc.c.resolve(reg, lc.c.pushRegistriesCopy())
 	if err != nil {
@@ -157,7 +151,7 @@ func (lc *LayerCache) Put(ctx context.Context, key string, l v1.Layer) error {
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
 		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: cfgDigest, Size: int64(len(cfg))},
-		Layers: []v1.Descriptor{{MediaType: mt, Digest: digest, Size: size,
+		Layers: []v1.Descriptor{{MediaType: desc.MediaType, Digest: digest, Size: desc.Size,
 			Annotations: map[string]string{DiffIDAnnotation: diffID.String()}}},
 		Annotations: map[string]string{"org.opencontainers.image.description": "ship layer cache entry"},
 	}
