@@ -35,6 +35,7 @@ type Config struct {
 	OutputTar          string            // docker-loadable tarball path, empty: none
 	CacheDir           string            // layer cache directory, empty: a temporary one
 	NoCache            bool              // run every RUN again (the layer cache is still written)
+	NoCacheFilter      []string          // stages whose RUNs run again
 	CacheRepo          string            // repository of the layer cache in a registry
 	CacheReadOnly      bool              // only read CacheRepo
 	GitHubToken        string            // token for ghcr.io (secret)

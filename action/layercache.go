@@ -13,6 +13,11 @@ import (
 func cacheInputs() []Input {
 	return []Input{
 		{
+			Name: "no-cache-filters", Kind: KindList, Alias: "no-cache-filter",
+			Description: "Stages (names or indexes) whose RUN instructions run again instead of coming from the layer cache, newline or comma separated; the others still use it.",
+			field:       func(c *Config) any { return &c.NoCacheFilter },
+		},
+		{
 			Name: "cache-repo", Kind: KindString,
 			Description: "Image repository that holds the layer cache, shared by every machine (e.g. ghcr.io/org/app/cache): " +
 				"RUN layers built before are reused from it, new ones are stored in it while the build goes on. " +

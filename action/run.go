@@ -254,6 +254,9 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	if cfg.NoCache {
 		buildOpts = append(buildOpts, build.WithoutCacheReuse())
 	}
+	if len(cfg.NoCacheFilter) > 0 {
+		buildOpts = append(buildOpts, build.WithoutCacheReuse(cfg.NoCacheFilter...))
+	}
 	buildOpts = append(buildOpts, layerStoreOptions(cfg, client, env, log)...)
 	var uploads *earlyUploads
 	// Layers go to the registry while they are written, unless a failed

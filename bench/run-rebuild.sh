@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Benchmark of issue 7 (local part): rebuilds of the Debian + apt-get
-# python3 + COPY app Dockerfile of bench/run-apt.sh with a warm cache on the
-# machine, pushed to a local registry, by
-#   ship with --cache-dir (its layer cache: <cache-dir>/layers), and
-#   docker build + docker push (BuildKit with its own warm build cache).
-# Two cases, each run RUNS times, interleaved:
-#   code change: only app/main.py changed since the last build;
-#   no change:   nothing changed.
-# Each tool first builds once (not timed) to fill its cache. The base
-# image is in the registry and, for docker, already pulled. Every image
-# built is then run with docker and its output checked. Prints medians and
-# ratios and writes bench/out/results-rebuild.md.
-# The registry-held cache of issue 7 (cache-repo, a fresh machine) is not
-# built yet: this measures the cache on the machine only.
+# Benchmark of issue 7: rebuilds of the Debian + apt-get python3 + COPY app
+# Dockerfile of bench/run-apt.sh, pushed to a local registry, by ship and by
+# docker build + docker push (BuildKit). Three cases, each run RUNS times,
+# interleaved:
+#   fresh machine, code change: only app/main.py changed; nothing local
+#     (ship: a new empty cache dir, the layer cache in the registry with
+#     --cache-repo; docker: builder cache pruned and every image of the
+#     benchmark removed, the cache read from the registry with --cache-from
+#     and the inline cache of the previous image);
+#   warm machine, code change: ship with its cache dir (<cache-dir>/layers),
+#     docker with its build cache;
+#   warm machine, no change: nothing changed.
+# Each tool first builds once (not timed) to fill its caches. Every image
+# built is then run with docker and its output checked. For the fresh-machine
+# case it also counts how often the apt-get RUN came from the cache. Prints
+# medians and ratios and writes bench/out/results-rebuild.md.
 # Usage: bench/run-rebuild.sh [RUNS]   (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,17 +55,35 @@ app() { # app MESSAGE: the app prints MESSAGE
 now() { date +%s%N; }
 declare -A T WANT
 CACHE=$WORK/ship-cache
-ship_build() { # ship_build KEY
+declare -A HIT
+ship_build() { # ship_build KEY [fresh]: fresh = a new empty cache dir
+	local cache=$CACHE
+	[[ ${2:-} == fresh ]] && cache=$(mktemp -d "$WORK/fresh.XXXX")
 	local t0; t0=$(now)
 	"$SHIP" --context "$CTX" --tag "$REG/ship/app:$1" --push --insecure-registry "$REG" \
-		--cache-dir "$CACHE" --scan=false >/dev/null 2>"$WORK/ship.err" || { cat "$WORK/ship.err"; exit 1; }
+		--cache-dir "$cache" --cache-repo "$REG/ship/cache" --scan=false >"$WORK/ship.out" 2>"$WORK/ship.err" ||
+		{ cat "$WORK/ship.err"; exit 1; }
 	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
+	HIT[ship,$1]=0
+	grep -q '"instruction":"RUN apt-get[^}]*"cached":true' "$WORK/ship.out" && HIT[ship,$1]=1
+	[[ ${2:-} == fresh ]] && rm -rf "$cache"
+	return 0
 }
-docker_build() { # docker_build KEY
+docker_build() { # docker_build KEY [fresh]: fresh = no build cache, no image
+	if [[ ${2:-} == fresh ]]; then
+		"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
+		"$DOCKER" builder prune -af >/dev/null
+	fi
 	local t0; t0=$(now)
-	"$DOCKER" build -q -t "$REG/docker/app:$1" "$CTX" >/dev/null 2>"$WORK/docker.err" || { cat "$WORK/docker.err"; exit 1; }
+	"$DOCKER" build --progress=plain --build-arg BUILDKIT_INLINE_CACHE=1 --cache-from "$REG/docker/app:latest" \
+		-t "$REG/docker/app:$1" -t "$REG/docker/app:latest" "$CTX" >/dev/null 2>"$WORK/docker.err" ||
+		{ cat "$WORK/docker.err"; exit 1; }
 	"$DOCKER" push -q "$REG/docker/app:$1" >/dev/null
+	"$DOCKER" push -q "$REG/docker/app:latest" >/dev/null
 	T[docker,$1]=$(( ($(now) - t0) / 1000000 ))
+	HIT[docker,$1]=0
+	grep -A1 'RUN apt-get' "$WORK/docker.err" | grep -q CACHED && HIT[docker,$1]=1
+	return 0
 }
 
 echo "== warm-up (fills both caches)"
@@ -73,19 +93,23 @@ docker_build warm
 
 echo "== $RUNS interleaved runs"
 for r in $(seq 1 "$RUNS"); do
+	msg="fresh machine $r $(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	app "$msg"
+	WANT[fresh$r]=$msg
+	ship_build "fresh$r" fresh; docker_build "fresh$r" fresh
 	msg="code change $r $(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 	app "$msg"
 	WANT[code$r]=$msg
 	ship_build "code$r"; docker_build "code$r"
 	WANT[same$r]=$msg
 	ship_build "same$r"; docker_build "same$r"
-	echo "run $r: code change: ship ${T[ship,code$r]} ms, docker ${T[docker,code$r]} ms; no change: ship ${T[ship,same$r]} ms, docker ${T[docker,same$r]} ms"
+	echo "run $r: fresh machine: ship ${T[ship,fresh$r]} ms (apt cached: ${HIT[ship,fresh$r]}), docker ${T[docker,fresh$r]} ms (apt cached: ${HIT[docker,fresh$r]}); code change: ship ${T[ship,code$r]} ms, docker ${T[docker,code$r]} ms; no change: ship ${T[ship,same$r]} ms, docker ${T[docker,same$r]} ms"
 done
 
 echo "== run the images"
 for tool in ship docker; do
 	for r in $(seq 1 "$RUNS"); do
-		for k in "code$r" "same$r"; do
+		for k in "fresh$r" "code$r" "same$r"; do
 			img=$REG/$tool/app:$k
 			"$DOCKER" rmi -f "$img" >/dev/null 2>&1 || true
 			"$DOCKER" pull -q "$img" >/dev/null
@@ -99,13 +123,18 @@ echo "all images print their message"
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 vals() { for r in $(seq 1 "$RUNS"); do echo "${T[$1,$2$r]}"; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+hits() { local n=0; for r in $(seq 1 "$RUNS"); do n=$((n + HIT[$1,fresh$r])); done; echo "$n"; }
+SF=$(median $(vals ship fresh)); DF=$(median $(vals docker fresh))
 SC=$(median $(vals ship code)); DC=$(median $(vals docker code))
 SS=$(median $(vals ship same)); DS=$(median $(vals docker same))
 {
 	echo "| case | ship median ms | docker (BuildKit) median ms | ship / BuildKit | ship runs | docker runs |"
 	echo "|---|---:|---:|---:|---|---|"
-	echo "| code change (app/main.py), build + push | $SC | $DC | $(ratio "$SC" "$DC") | $(vals ship code | paste -sd' ') | $(vals docker code | paste -sd' ') |"
-	echo "| no change, build + push | $SS | $DS | $(ratio "$SS" "$DS") | $(vals ship same | paste -sd' ') | $(vals docker same | paste -sd' ') |"
+	echo "| fresh machine, code change, cache in the registry, build + push | $SF | $DF | $(ratio "$SF" "$DF") | $(vals ship fresh | paste -sd' ') | $(vals docker fresh | paste -sd' ') |"
+	echo "| warm machine, code change (app/main.py), build + push | $SC | $DC | $(ratio "$SC" "$DC") | $(vals ship code | paste -sd' ') | $(vals docker code | paste -sd' ') |"
+	echo "| warm machine, no change, build + push | $SS | $DS | $(ratio "$SS" "$DS") | $(vals ship same | paste -sd' ') | $(vals docker same | paste -sd' ') |"
+	echo
+	echo "- fresh machine: the apt-get RUN came from the cache in $(hits ship) of $RUNS ship runs, $(hits docker) of $RUNS BuildKit runs (--cache-from with inline cache)"
 	echo
 	echo "Machine: $(nproc) cores, $(uname -r), $("$DOCKER" version -f 'docker {{.Server.Version}}'), $(date -u +%F)."
 } | tee "$OUT/results-rebuild.md"

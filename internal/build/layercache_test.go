@@ -117,6 +117,12 @@ func TestLayerCache(t *testing.T) {
 		t.Error("no-cache reused the first RUN")
 	}
 
+	// --no-cache-filter of another stage: reused; of this one: run.
+	seventh, _ := build("r1\n", "a1\n", nil, WithoutCacheReuse("builder"))
+	eq("no-cache-filter builder", cachedSteps(seventh), []bool{true, false, true})
+	eighth, _ := build("r1\n", "a1\n", nil, WithoutCacheReuse("0"))
+	eq("no-cache-filter 0", cachedSteps(eighth), []bool{false, false, false})
+
 	ents, err := os.ReadDir(filepath.Join(layers, "keys"))
 	if err != nil || len(ents) == 0 {
 		t.Errorf("layer cache keys: %v, %v", ents, err)

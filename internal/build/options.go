@@ -33,6 +33,8 @@ type options struct {
 	layerCacheDir string
 	// noCacheReuse: see WithoutCacheReuse.
 	noCacheReuse bool
+	// noCacheStages: see WithoutCacheReuse.
+	noCacheStages []string
 	// store: see WithLayerStore.
 	store LayerStore
 	// storeReadOnly: see WithLayerStore.
@@ -112,9 +114,17 @@ func WithLayerStore(store LayerStore, readOnly bool) Option {
 }
 
 // WithoutCacheReuse runs every RUN even when the layer cache has its
-// layer (docker build --no-cache); the cache is still written.
-func WithoutCacheReuse() Option {
-	return func(o *options) error { o.noCacheReuse = true; return nil }
+// layer (docker build --no-cache), or, given stages (names or indexes),
+// the RUNs of those stages (--no-cache-filter); the cache is still
+// written.
+func WithoutCacheReuse(stages ...string) Option {
+	return func(o *options) error {
+		if len(stages) == 0 {
+			o.noCacheReuse = true
+		}
+		o.noCacheStages = append(o.noCacheStages, stages...)
+		return nil
+	}
 }
 
 // WithHTTPClient sets the client used by ADD <url> (default: http.DefaultClient).

@@ -198,7 +198,7 @@ func (st *stageState) storeRun(key string, l v1.Layer) {
 // lookupRun returns the layer cached for a RUN's key: from the local
 // layer cache, else from the layer store.
 func (st *stageState) lookupRun(ctx context.Context, key string) (v1.Layer, bool) {
-	if key == "" || st.b.opts.noCacheReuse {
+	if key == "" || st.b.opts.noCacheReuse || st.noCacheStage() {
 		return nil, false
 	}
 	if st.b.cache != nil {
@@ -215,6 +215,16 @@ func (st *stageState) lookupRun(ctx context.Context, key string) (v1.Layer, bool
 		return l, ok
 	}
 	return nil, false
+}
+
+// noCacheStage reports whether WithoutCacheReuse names the stage.
+func (st *stageState) noCacheStage() bool {
+	for _, s := range st.b.opts.noCacheStages {
+		if s == st.s.Name || s == strconv.Itoa(st.s.Index) {
+			return true
+		}
+	}
+	return false
 }
 
 // storeFailed logs a failure of the layer store, once per build.
