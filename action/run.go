@@ -233,7 +233,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		BuildArgs:       cfg.BuildArgs,
 		Labels:          cfg.Labels,
 		Platform:        platform,
-		SourceDateEpoch: cfg.SourceDateEpoch,
+		SourceDateEpoch: ciSourceDateEpoch(cfg, env, log),
 		ContextExcludes: excludes,
 		Secrets:         buildSecrets,
 		SSH:             agents.sockets,
