@@ -70,6 +70,9 @@ type Config struct {
 	// ScanImage is the image `ship scan IMAGE` scans (LoadScan); empty for
 	// a build.
 	ScanImage string
+	// MergeImages are the per-platform images `ship merge` puts in one
+	// index (LoadMerge); empty for a build.
+	MergeImages []string
 
 	// SourceDateEpoch comes from the SOURCE_DATE_EPOCH variable (integer
 	// seconds); nil when unset.
@@ -373,7 +376,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, in := range Inputs() {
-		if c.ScanImage != "" && (in.Name == "context" || in.Name == "file") {
+		if (c.ScanImage != "" || len(c.MergeImages) > 0) && (in.Name == "context" || in.Name == "file") {
 			continue // ship scan builds nothing
 		}
 		if in.check != nil {

@@ -171,11 +171,14 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: ship [flags]
        ship scan IMAGE [flags]
+       ship merge IMAGE... --tag TAG [flags]
 
 Builds a Dockerfile into an image without a Docker daemon, writes it as an
 OCI image layout (and a tarball when asked), scans it with Trivy in process,
 and pushes it when asked. "ship scan IMAGE" scans an image from a registry
-with the same scan flags, outputs and exit codes.
+with the same scan flags, outputs and exit codes. "ship merge" pushes one
+multi-platform index of images built and pushed per platform (e.g. by a CI
+matrix on native runners) to every --tag.
 
 Every flag --NAME is also the GitHub Actions input NAME and the variable
 SHIP_NAME. Precedence: flags, then action inputs, then SHIP_* variables,

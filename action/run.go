@@ -151,6 +151,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		base = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env)}))
 	}
 	log := slog.New(&redactHandler{next: base.Handler(), secrets: sec})
+	if len(cfg.MergeImages) > 0 {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		return mergeImages(ctx, cfg, o, gha, env, log, sec.maskFunc(log))
+	}
 	if cfg.ScanImage == "" {
 		cfg.resolveFile()
 	}

@@ -19,9 +19,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var cfg action.Config
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "scan" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "scan":
 		cfg, err = action.LoadScan(os.Args[2:], os.LookupEnv)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "merge":
+		cfg, err = action.LoadMerge(os.Args[2:], os.LookupEnv)
+	default:
 		cfg, err = action.Load(os.Args[1:], os.LookupEnv)
 	}
 	if err == nil {
