@@ -493,3 +493,39 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
+
+// TestGitLabLogSections checks that each phase of a run is a collapsible
+// section of the job log, and that a push and a scan running together
+// share one.
+func TestGitLabLogSections(t *testing.T) {
+	t.Parallel()
+	marker := regexp.MustCompile(`\x1b\[0Ksection_(start|end):[0-9]+:(ship_[a-z_]+)`)
+	for _, tt := range []struct {
+		name  string
+		setup func(b *gitlabBed)
+		want  string
+	}{
+		{name: "scan while pushing", want: "start ship_build,end ship_build,start ship_push_scan,end ship_push_scan,start ship_report,end ship_report"},
+		{name: "scan before push", setup: func(b *gitlabBed) { b.cfg.ScanBeforePush = true },
+			want: "start ship_build,end ship_build,start ship_scan,end ship_scan,start ship_push,end ship_push,start ship_report,end ship_report"},
+		{name: "build fails", setup: func(b *gitlabBed) { b.buildErr = errors.New("pulling base: refused") },
+			want: "start ship_build,end ship_build,start ship_report,end ship_report"},
+		{name: "off GitLab", setup: func(b *gitlabBed) { delete(b.env, "GITLAB_CI") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newGitLabBed(t)
+			if tt.setup != nil {
+				tt.setup(b)
+			}
+			_ = b.run()
+			var got []string
+			for _, m := range marker.FindAllStringSubmatch(b.stderr.String(), -1) {
+				got = append(got, m[1]+" "+m[2])
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("sections\n got %s\nwant %s", strings.Join(got, ","), tt.want)
+			}
+		})
+	}
+}

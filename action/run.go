@@ -178,6 +178,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 		err = buildImage(ctx, cfg, o, log, sec, rec)
 	}
 	// Reports quote the error: it is cleaned of secrets first.
+	defer newGitLabSections(env, o.stderr).start("report", "Reporting")()
 	return rep.finish(ctx, rec, sec.cleanError(err))
 }
 
@@ -186,6 +187,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (err error) {
 // here: the reports decide the exit code.
 func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, sec *secretSet, rec *runRecord) error {
 	env := func(k string) string { v, _ := o.lookup(k); return v }
+	sections := newGitLabSections(env, o.stderr)
 	// Secret values are read once, here, and masked before anything can
 	// print them.
 	buildSecrets, err := readSecrets(cfg.Secrets, o.lookup)
@@ -244,6 +246,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		Secrets:         buildSecrets,
 		SSH:             agents.sockets,
 	}
+	endBuild := sections.start("build", "Building "+dockerfilePath(cfg))
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
 	buildOpts := []build.Option{
@@ -273,6 +276,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
 	}
 	res, err := o.build(ctx, req, buildOpts...)
+	endBuild()
 	if err == nil && (res == nil || res.Image == nil) {
 		err = errors.New("building: no image produced")
 	}
@@ -308,7 +312,11 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		}
 	}
 
-	push := func(ctx context.Context) error {
+	// push and doScan open a section of their own with s; run together,
+	// they log in one section around both and s is the zero
+	// gitlabSections, which writes nothing.
+	push := func(ctx context.Context, s gitlabSections) error {
+		defer s.start("push", "Pushing "+strings.Join(cfg.Tags, ", "))()
 		log.Info("pushing", "tags", strings.Join(cfg.Tags, ","))
 		start := time.Now()
 		if uploads != nil {
@@ -348,7 +356,8 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 			target.name = cfg.Tags[0]
 		}
 		scanName = target.name
-		doScan := func(ctx context.Context) error {
+		doScan := func(ctx context.Context, s gitlabSections) error {
+			defer s.start("scan", "Scanning "+target.name)()
 			var err error
 			sc, err = runScan(ctx, cfg, target, client, o.lookup, log)
 			if err != nil && len(cfg.FailOn) == 0 && ctx.Err() == nil && ExitCode(err) == CodeScan {
@@ -364,27 +373,31 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		switch {
 		case cfg.Push && !cfg.ScanBeforePush:
 			// Scan while pushing: the push is network, the scan CPU.
+			// One section: GitLab nests sections, it does not interleave them.
+			endBoth := sections.start("push_scan", "Pushing and scanning "+target.name)
 			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return push(gctx) })
-			g.Go(func() error { return doScan(gctx) })
-			if err := g.Wait(); err != nil {
+			g.Go(func() error { return push(gctx, gitlabSections{}) })
+			g.Go(func() error { return doScan(gctx, gitlabSections{}) })
+			err := g.Wait()
+			endBoth()
+			if err != nil {
 				return err
 			}
 		default:
-			if err := doScan(ctx); err != nil {
+			if err := doScan(ctx, sections); err != nil {
 				return err
 			}
 			if cfg.Push && len(sc.gate) > 0 {
 				log.Warn("not pushing: the scan fails the run (scan-before-push)")
 				pushed = false
 			} else if cfg.Push {
-				if err := push(ctx); err != nil {
+				if err := push(ctx, sections); err != nil {
 					return err
 				}
 			}
 		}
 	} else if cfg.Push {
-		if err := push(ctx); err != nil {
+		if err := push(ctx, sections); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
 	"github.com/intesys/ship-action/internal/layer"
+	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // layerCache keeps the layers RUN made between builds, in a directory
@@ -31,9 +32,10 @@ type layerCache struct {
 
 // cacheRecord is a keys/<key>.json file.
 type cacheRecord struct {
-	Digest v1.Hash `json:"digest"`
-	DiffID v1.Hash `json:"diffID"`
-	Size   int64   `json:"size"`
+	Digest v1.Hash  `json:"digest"`
+	DiffID v1.Hash  `json:"diffID"`
+	Size   int64    `json:"size"`
+	Top    []string `json:"top,omitempty"` // the layer's top-level names, when known
 }
 
 // newLayerCache opens (creating) the layer cache in dir.
@@ -57,7 +59,7 @@ func (c *layerCache) get(key string) (l v1.Layer, ok bool) {
 	if err := json.Unmarshal(b, &rec); err != nil || rec.Digest.Algorithm != "sha256" {
 		return nil, false
 	}
-	fl, err := layer.OpenFile(c.blobPath(rec.Digest), rec.Digest, rec.DiffID, rec.Size)
+	fl, err := layer.OpenFile(c.blobPath(rec.Digest), rec.Digest, rec.DiffID, rec.Size, rec.Top)
 	if err != nil {
 		return nil, false
 	}
@@ -87,7 +89,7 @@ func (c *layerCache) put(key string, l v1.Layer) error {
 			return err
 		}
 	}
-	rec, err := json.Marshal(cacheRecord{Digest: digest, DiffID: diffID, Size: size})
+	rec, err := json.Marshal(cacheRecord{Digest: digest, DiffID: diffID, Size: size, Top: rootfs.TopLevelNames(l)})
 	if err != nil {
 		return err
 	}

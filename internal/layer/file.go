@@ -17,14 +17,16 @@ type FileLayer struct {
 	path           string
 	digest, diffID v1.Hash
 	size           int64
+	top            []string // nil: unknown
 }
 
 var _ v1.Layer = (*FileLayer)(nil)
 
 // OpenFile returns the layer stored gzipped at path, with the digest
-// (of the file), diff ID (of the tar) and size recorded when it was
-// stored. The file must be as long as size.
-func OpenFile(path string, digest, diffID v1.Hash, size int64) (*FileLayer, error) {
+// (of the file), diff ID (of the tar), size and top-level names (nil when
+// unknown; see Layer.TopLevelNames) recorded when it was stored. The file
+// must be as long as size.
+func OpenFile(path string, digest, diffID v1.Hash, size int64, top []string) (*FileLayer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening layer: %w", err)
@@ -32,8 +34,12 @@ func OpenFile(path string, digest, diffID v1.Hash, size int64) (*FileLayer, erro
 	if fi.Size() != size {
 		return nil, fmt.Errorf("opening layer %s: %d bytes, want %d", path, fi.Size(), size)
 	}
-	return &FileLayer{path: path, digest: digest, diffID: diffID, size: size}, nil
+	return &FileLayer{path: path, digest: digest, diffID: diffID, size: size, top: top}, nil
 }
+
+// TopLevelNames returns the top-level names recorded with the layer, nil
+// when unknown.
+func (l *FileLayer) TopLevelNames() []string { return l.top }
 
 // Digest returns the digest of the gzipped file.
 func (l *FileLayer) Digest() (v1.Hash, error) { return l.digest, nil }

@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"slices"
 	"archive/tar"
 	"bytes"
 	"context"
@@ -95,6 +96,8 @@ type Layer struct {
 
 	mu   sync.Mutex
 	file *os.File // unlinked spool file, when not in memory
+
+	top []string // the first component of every entry's name, sorted, once each
 }
 
 var _ v1.Layer = (*Layer)(nil)
@@ -313,8 +316,31 @@ func write(ctx context.Context, entries []prepared, sp *spool, blocks int, sl *s
 	if l.spooled {
 		l.mem = nil
 	}
+	l.top = topLevel(entries)
 	return l, nil
 }
+
+// topLevel returns the first name component of entries, sorted, once
+// each (entries are sorted by path, so equal components are adjacent).
+func topLevel(entries []prepared) []string {
+	top := []string{}
+	for _, e := range entries {
+		if len(e.key) == 0 || e.key[0] == "" || e.key[0] == "." {
+			continue
+		}
+		if n := len(top); n == 0 || top[n-1] != e.key[0] {
+			top = append(top, e.key[0])
+		}
+	}
+	slices.Sort(top)
+	return slices.Compact(top)
+}
+
+// TopLevelNames returns the first component of the name of every entry of
+// the layer ("usr", ".wh.tmp"): a lookup of a path whose first component
+// is not there (nor its whiteout, nor an opaque marker of the root) need
+// not read the layer. See rootfs.TopLevelNamer.
+func (l *Layer) TopLevelNames() []string { return l.top }
 
 // WriteTar writes entries as an uncompressed tar stream to w, prepared and
 // ordered exactly as New writes them (epoch clamping included), for callers

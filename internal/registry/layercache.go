@@ -16,12 +16,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/pgzip"
+
+	"github.com/intesys/ship-action/internal/rootfs"
 )
 
 // DiffIDAnnotation is the annotation of a cache entry's layer descriptor
 // that holds the layer's diff ID, so that a lookup reads one manifest and
 // nothing else.
 const DiffIDAnnotation = "org.intesys.ship.cache.diffid"
+
+// TopLevelAnnotation is the annotation of a cache entry's layer
+// descriptor that lists the layer's top-level names (JSON), so that a
+// build can tell without reading the layer that a path is not in it.
+const TopLevelAnnotation = "org.intesys.ship.cache.toplevel"
 
 // cacheTagPrefix starts the tags of cache entries: "run-" and the key.
 const cacheTagPrefix = "run-"
@@ -97,7 +104,13 @@ func (lc *LayerCache) Get(ctx context.Context, key string) (l v1.Layer, ok bool,
 	}
 	ref := lc.repo.Digest(ld.Digest.String())
 	lc.c.remember(reg, lc.repo, ld.Digest)
-	rl := &cachedLayer{desc: ld, diffID: diffID, open: func() (io.ReadCloser, error) {
+	var top []string
+	if v, ok := ld.Annotations[TopLevelAnnotation]; ok {
+		if json.Unmarshal([]byte(v), &top) != nil {
+			top = nil
+		}
+	}
+	rl := &cachedLayer{desc: ld, diffID: diffID, top: top, open: func() (io.ReadCloser, error) {
 		l, err := remote.Layer(ref, opts...)
 		if err != nil {
 			return nil, lc.c.describe(err, ref.String(), reg, cred.source, false)
@@ -152,7 +165,7 @@ func (lc *LayerCache) Put(ctx context.Context, key string, l v1.Layer) error {
 		MediaType:     types.OCIManifestSchema1,
 		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: cfgDigest, Size: int64(len(cfg))},
 		Layers: []v1.Descriptor{{MediaType: desc.MediaType, Digest: digest, Size: desc.Size,
-			Annotations: map[string]string{DiffIDAnnotation: diffID.String()}}},
+			Annotations: layerAnnotations(diffID, l)}},
 		Annotations: map[string]string{"org.opencontainers.image.description": "ship layer cache entry"},
 	}
 	raw, err := json.Marshal(m)
@@ -163,6 +176,18 @@ func (lc *LayerCache) Put(ctx context.Context, key string, l v1.Layer) error {
 		return lc.c.describe(err, tag.String(), reg, cred.source, true)
 	}
 	return nil
+}
+
+// layerAnnotations are the annotations of a cache entry's layer: its diff
+// ID and, when known, its top-level names.
+func layerAnnotations(diffID v1.Hash, l v1.Layer) map[string]string {
+	a := map[string]string{DiffIDAnnotation: diffID.String()}
+	if top := rootfs.TopLevelNames(l); top != nil {
+		if b, err := json.Marshal(top); err == nil {
+			a[TopLevelAnnotation] = string(b)
+		}
+	}
+	return a
 }
 
 // pushRegistriesCopy returns the registries credentials given without a
@@ -182,8 +207,13 @@ func (c *Client) pushRegistriesCopy() map[string]bool {
 type cachedLayer struct {
 	desc   v1.Descriptor
 	diffID v1.Hash
+	top    []string // nil: unknown
 	open   func() (io.ReadCloser, error)
 }
+
+// TopLevelNames returns the layer's top-level names from the entry, nil
+// when it did not record them.
+func (l *cachedLayer) TopLevelNames() []string { return l.top }
 
 func (l *cachedLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
 func (l *cachedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/intesys/ship-action/internal/layer"
+	"github.com/intesys/ship-action/internal/rootfs"
 	"github.com/intesys/ship-action/internal/testbed"
 )
 
@@ -63,6 +65,9 @@ func TestLayerCacheRoundTrip(t *testing.T) {
 		if a != b {
 			t.Errorf("cached layer hash %s, want %s", b, a)
 		}
+	}
+	if top := rootfs.TopLevelNames(got); !slices.Equal(top, []string{"f"}) {
+		t.Errorf("cached layer top-level names %q, want [f]", top)
 	}
 	rc, err := got.Uncompressed()
 	if err != nil {

@@ -290,6 +290,9 @@ func (v *View) lookup(p string, top int, meta bool) (*node, error) {
 	}
 	var implicit *node
 	for i := top; i >= 0; i-- {
+		if ls := v.layers[i]; ls.index == nil && lacks(TopLevelNames(ls.layer), p) {
+			continue // not read: the layer holds nothing at p
+		}
 		ix, err := v.index(i)
 		if err != nil {
 			return nil, err

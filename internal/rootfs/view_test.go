@@ -621,3 +621,67 @@ func TestViewForeignLayers(t *testing.T) {
 		t.Errorf("LookupUser(root) = %+v, %v", u, err)
 	}
 }
+
+// namedLayer is a layer that says which top-level names it holds and
+// counts how often it is read.
+type namedLayer struct {
+	v1.Layer
+	top   []string
+	reads *int
+}
+
+func (l namedLayer) TopLevelNames() []string { return l.top }
+
+func (l namedLayer) Uncompressed() (io.ReadCloser, error) {
+	*l.reads++
+	return l.Layer.Uncompressed()
+}
+
+// TestViewSkipsLayersByTopLevelNames: a layer that names its top-level
+// entries is not read for a path outside them, and still answers for the
+// paths it holds, its whiteouts and a root opaque marker.
+func TestViewSkipsLayersByTopLevelNames(t *testing.T) {
+	t.Parallel()
+	base := tarLayerOf(t, map[string]string{"app/a": "base a", "etc/x": "x"})
+	reads := 0
+	mk := func(files map[string]string, top ...string) v1.Layer {
+		return namedLayer{Layer: tarLayerOf(t, files), top: top, reads: &reads}
+	}
+	tests := []struct {
+		name      string
+		top       v1.Layer
+		path      string
+		wantRead  bool
+		wantFound bool
+	}{
+		{"other names: skipped", mk(map[string]string{"usr/bin/x": "x"}, "usr"), "app/a", false, true},
+		{"its own name: read", mk(map[string]string{"app/b": "b"}, "app"), "app/a", true, true},
+		{"whiteout of the name: read", mk(map[string]string{".wh.app": ""}, ".wh.app"), "app/a", true, false},
+		{"root opaque marker: read", mk(map[string]string{".wh..wh..opq": ""}, ".wh..wh..opq"), "app/a", true, false},
+		{"unknown names: read", namedLayer{Layer: tarLayerOf(t, map[string]string{"usr/x": "x"}), reads: &reads}, "app/a", true, true},
+	}
+	for _, tt := range tests {
+		reads = 0
+		img, err := mutate.AppendLayers(empty.Image, base, tt.top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewView(img).Stat(tt.path)
+		if found := err == nil; found != tt.wantFound {
+			t.Errorf("%s: Stat(%s) found %v (%v), want %v", tt.name, tt.path, found, err, tt.wantFound)
+		}
+		if (reads > 0) != tt.wantRead {
+			t.Errorf("%s: top layer read %d times, want read: %v", tt.name, reads, tt.wantRead)
+		}
+	}
+}
+
+// tarLayerOf makes a layer of regular files (parents implied).
+func tarLayerOf(t *testing.T, files map[string]string) v1.Layer {
+	t.Helper()
+	var hdrs []*tar.Header
+	for name := range files {
+		hdrs = append(hdrs, &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644})
+	}
+	return rawLayer(t, hdrs, files)
+}
