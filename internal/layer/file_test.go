@@ -19,7 +19,9 @@ func TestTopLevelNamesAndFileLayer(t *testing.T) {
 		return Entry{Header: &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: int64(len(body)), Mode: 0o644},
 			Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }}
 	}
-	dir := func(name string) Entry { return Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}} }
+	dir := func(name string) Entry {
+		return Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}}
+	}
 	l, err := New(context.Background(), []Entry{dir("usr"), dir("usr/bin"), file("usr/bin/x", "x"), file(".wh.tmp", ""), file("app", "a")})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package layer
 
 import (
-	"slices"
 	"archive/tar"
 	"bytes"
 	"context"
@@ -13,6 +12,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
