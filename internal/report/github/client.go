@@ -11,6 +11,8 @@ import (
 	"time"
 
 	gh "github.com/google/go-github/v60/github"
+
+	"github.com/intesys/ship-action/internal/report/retryafter"
 )
 
 // DefaultBaseURL is the API of github.com (GITHUB_API_URL on github.com).
@@ -134,7 +136,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 			retries: 4,
 			base:    time.Second,
 			maxWait: time.Minute,
-			sleep:   sleepCtx,
+			sleep:   retryafter.Sleep,
 		},
 		now: time.Now,
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/intesys/ship-action/internal/report/retryafter"
 )
 
 // retryPolicy bounds the retries of one request.
@@ -87,7 +89,7 @@ func (t *retryTransport) retryAfter(req *http.Request, resp *http.Response, err 
 		}
 		return 0, "" // a POST may have been applied: not sent twice
 	}
-	wait, hasRetryAfter := parseRetryAfter(resp.Header.Get("Retry-After"))
+	wait, hasRetryAfter := retryafter.Parse(resp.Header.Get("Retry-After"))
 	reason := ""
 	switch {
 	case resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented:
@@ -139,33 +141,4 @@ func isSecondaryRateLimit(resp *http.Response) bool {
 	return strings.Contains(e.DocumentationURL, "secondary-rate-limit") ||
 		strings.Contains(e.DocumentationURL, "abuse-rate-limit") ||
 		strings.Contains(strings.ToLower(e.Message), "secondary rate limit")
-}
-
-// parseRetryAfter parses a Retry-After header in seconds or as an HTTP date.
-func parseRetryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }

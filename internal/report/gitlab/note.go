@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/intesys/ship-action/internal/report/markdown"
+	"github.com/intesys/ship-action/internal/report/retryafter"
 )
 
 // MaxNote is the longest note body GitLab accepts, in characters.
@@ -74,7 +75,7 @@ func NewNoteClient(apiURL, projectID, token string, httpClient *http.Client) (*N
 		tries:     3,
 		backoff:   time.Second,
 		maxWait:   30 * time.Second,
-		sleep:     sleepCtx,
+		sleep:     retryafter.Sleep,
 	}, nil
 }
 
@@ -243,7 +244,7 @@ func (c *NoteClient) do(ctx context.Context, op, method, path string, query url.
 		retryable := resp.StatusCode == http.StatusTooManyRequests ||
 			(resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented)
 		if retryable && attempt < c.tries {
-			wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"))
+			wait, ok := retryafter.Parse(resp.Header.Get("Retry-After"))
 			if !ok {
 				wait = c.backoff << (attempt - 1)
 			}
@@ -285,34 +286,4 @@ func errorMessage(resp *http.Response) string {
 		}
 	}
 	return http.StatusText(resp.StatusCode)
-}
-
-// parseRetryAfter parses a Retry-After header in seconds or as an HTTP date.
-func parseRetryAfter(v string) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
