@@ -160,17 +160,7 @@ func capOr(max, n int) int {
 // wantComment says whether the run comments on a pull request: there is
 // one, a client, and the comment input asks for it.
 func (r *githubReporter) wantComment(rep markdown.Report) bool {
-	if r.pr == 0 || r.api == nil {
-		return false
-	}
-	switch r.cfg.Comment {
-	case commentNever:
-		return false
-	case commentOnFailure:
-		v := rep.Verdict()
-		return v == markdown.StatusFailed || v == markdown.StatusBuildFailed
-	}
-	return true
+	return r.pr != 0 && r.api != nil && commentWanted(r.cfg.Comment, rep)
 }
 
 // workflowCommands writes the annotations as workflow commands: the build

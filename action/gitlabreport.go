@@ -64,9 +64,9 @@ func newGitLabReporter(cfg Config, env func(string) string, log *slog.Logger, wo
 // quality reports (and the CycloneDX SBOM); for a build that failed at a
 // Dockerfile line: a code quality report with that line. Then the merge
 // request note.
-func (g *gitlabReporter) finish(ctx context.Context, rec *runRecord, md markdown.Report) error {
+func (g *gitlabReporter) finish(ctx context.Context, rec *runRecord, md markdown.Report, failAt findings.Location) error {
 	var errs []error
-	if err := g.writeReports(rec, md); err != nil {
+	if err := g.writeReports(rec, md, failAt); err != nil {
 		// A failed run returns its own error: say it here.
 		g.log.Warn("writing the GitLab reports", "error", err.Error())
 		errs = append(errs, withCode(CodeInternal, err))
@@ -81,7 +81,7 @@ func (g *gitlabReporter) finish(ctx context.Context, rec *runRecord, md markdown
 }
 
 // writeReports writes the report files of rec.
-func (g *gitlabReporter) writeReports(rec *runRecord, md markdown.Report) error {
+func (g *gitlabReporter) writeReports(rec *runRecord, md markdown.Report, failAt findings.Location) error {
 	var written []string
 	switch {
 	case rec.sc != nil:
@@ -108,8 +108,8 @@ func (g *gitlabReporter) writeReports(rec *runRecord, md markdown.Report) error 
 		if copied {
 			written = append(written, gitlabSBOMFile)
 		}
-	case md.BuildError != nil && md.BuildError.Location != "":
-		cq, err := gitlab.BuildFailure(parseLocation(md.BuildError.Location), md.BuildError.Message)
+	case md.BuildError != nil && !failAt.IsZero():
+		cq, err := gitlab.BuildFailure(failAt, md.BuildError.Message)
 		if err != nil {
 			return err
 		}
@@ -232,30 +232,6 @@ func (g *gitlabReporter) upsertNote(ctx context.Context, iid string, md markdown
 	}
 	_, err = client.Upsert(ctx, n, markdown.Marker(md.Image), body)
 	return err
-}
-
-// commentWanted says whether the comment input (true, false, on-failure)
-// asks for the pull or merge request comment of rep.
-func commentWanted(mode string, rep markdown.Report) bool {
-	switch mode {
-	case commentNever:
-		return false
-	case commentOnFailure:
-		v := rep.Verdict()
-		return v == markdown.StatusFailed || v == markdown.StatusBuildFailed
-	}
-	return true
-}
-
-// parseLocation parses "path:line" (findings.Location.String); without a
-// line the whole string is the path.
-func parseLocation(s string) findings.Location {
-	if i := strings.LastIndex(s, ":"); i > 0 {
-		if line, err := strconv.Atoi(s[i+1:]); err == nil {
-			return findings.Location{Path: s[:i], Line: line}
-		}
-	}
-	return findings.Location{Path: s}
 }
 
 // samePath reports whether a and b name the same file.

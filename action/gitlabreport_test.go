@@ -484,16 +484,6 @@ func TestGitLabSections(t *testing.T) {
 	}
 }
 
-func TestParseLocation(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{"Dockerfile:3": "Dockerfile|3", "c:/x/Dockerfile:12": "c:/x/Dockerfile|12", "Dockerfile": "Dockerfile|0"} {
-		l := parseLocation(in)
-		if got := l.Path + "|" + strconv.Itoa(l.Line); got != want {
-			t.Errorf("parseLocation(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 // TestGitLabLogSections checks that each phase of a run is a collapsible
 // section of the job log, and that a push and a scan running together
 // share one.

@@ -94,7 +94,7 @@ func (r *reports) finish(ctx context.Context, rec *runRecord, runErr error) erro
 	}
 	if r.onGitLab {
 		md := markdownReport(r.cfg, rec, runErr, r.env("CI_JOB_URL"))
-		if err := r.gitlab.finish(ctx, rec, md); err != nil {
+		if err := r.gitlab.finish(ctx, rec, md, failureLocation(r.cfg, runErr)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -78,3 +78,16 @@ func (c Config) checkName() string {
 	}
 	return "ship / " + path.Clean(strings.TrimPrefix(dockerfilePath(c), "./"))
 }
+
+// commentWanted says whether the comment input (true, false, on-failure)
+// asks for the pull or merge request comment of rep.
+func commentWanted(mode string, rep markdown.Report) bool {
+	switch mode {
+	case commentNever:
+		return false
+	case commentOnFailure:
+		v := rep.Verdict()
+		return v == markdown.StatusFailed || v == markdown.StatusBuildFailed
+	}
+	return true
+}
