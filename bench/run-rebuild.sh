@@ -13,8 +13,10 @@
 #   warm machine, no change: nothing changed.
 # Each tool first builds once (not timed) to fill its caches. Every image
 # built is then run with docker and its output checked. For the fresh-machine
-# case it also counts how often the apt-get RUN came from the cache. Prints
-# medians and ratios and writes bench/out/results-rebuild.md.
+# case it also counts how often the apt-get RUN came from the cache. ship
+# runs with SHIP_DEBUG=1; the last run of each case leaves its log in
+# bench/out/ship-rebuild-{fresh,code,same}.log. Prints medians and ratios
+# and writes bench/out/results-rebuild.md.
 # Usage: bench/run-rebuild.sh [RUNS]   (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,10 +62,11 @@ ship_build() { # ship_build KEY [fresh]: fresh = a new empty cache dir
 	local cache=$CACHE
 	[[ ${2:-} == fresh ]] && cache=$(mktemp -d "$WORK/fresh.XXXX")
 	local t0; t0=$(now)
-	"$SHIP" --context "$CTX" --tag "$REG/ship/app:$1" --push --insecure-registry "$REG" \
+	SHIP_DEBUG=1 "$SHIP" --context "$CTX" --tag "$REG/ship/app:$1" --push --insecure-registry "$REG" \
 		--cache-dir "$cache" --cache-repo "$REG/ship/cache" --scan=false >"$WORK/ship.out" 2>"$WORK/ship.err" ||
 		{ cat "$WORK/ship.err"; exit 1; }
 	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
+	cp "$WORK/ship.err" "$OUT/ship-rebuild-${1%%[0-9]*}.log" # the last run's debug log of each case
 	HIT[ship,$1]=0
 	grep -q '"instruction":"RUN apt-get[^}]*"cached":true' "$WORK/ship.out" && HIT[ship,$1]=1
 	[[ ${2:-} == fresh ]] && rm -rf "$cache"
