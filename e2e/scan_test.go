@@ -73,9 +73,11 @@ func TestScan(t *testing.T) {
 	common := []string{"--scan", "--cache-dir", cache, "--skip-db-update", "--db-repository", "127.0.0.1:1/none/trivy-db:2",
 		"--insecure-registry", reg.Host}
 	build := append([]string{"--context", src, "--tag", tag, "--push"}, common...)
+	// Locations are repository paths: relative to the working directory
+	// (the checkout) when the context is inside it.
 	want := []string{
-		"aws-access-key-id|CRITICAL|build|settings.conf:2",
-		"CVE-2099-0003|CRITICAL|build|requirements.txt:3",
+		"aws-access-key-id|CRITICAL|build|src/settings.conf:2",
+		"CVE-2099-0003|CRITICAL|build|src/requirements.txt:3",
 	}
 	const wantGate = "ship: 2 findings at or above HIGH (fail-on): "
 
@@ -83,8 +85,8 @@ func TestScan(t *testing.T) {
 		out := filepath.Join(root, "gate.json")
 		res := runShip(t, ctx, root, nil, append(slices.Clone(build), "--fail-on", "HIGH,CRITICAL", "--findings-json", out)...)
 		if res.Code != 1 || !strings.HasPrefix(res.errorLine(), wantGate) ||
-			!strings.Contains(res.errorLine(), "CVE-2099-0003 in shipreq (requirements.txt:3)") ||
-			!strings.Contains(res.errorLine(), "aws-access-key-id (settings.conf:2)") {
+			!strings.Contains(res.errorLine(), "CVE-2099-0003 in shipreq (src/requirements.txt:3)") ||
+			!strings.Contains(res.errorLine(), "aws-access-key-id (src/settings.conf:2)") {
 			t.Fatalf("want exit 1 and %q...: %s", wantGate, res)
 		}
 		if got := findingsOf(t, out); !slices.Equal(got, want) {
@@ -93,7 +95,7 @@ func TestScan(t *testing.T) {
 		if strings.Contains(res.Stdout+res.Stderr, "AKIAZ3MSHIPDEMOKEY7Q") {
 			t.Error("the secret's value is in ship's output")
 		}
-		if !strings.Contains(res.Stderr, "requirements.txt:3\n") {
+		if !strings.Contains(res.Stderr, "src/requirements.txt:3\n") {
 			t.Errorf("no findings table grouped by location on stderr:\n%s", res.Stderr)
 		}
 	})
