@@ -204,7 +204,7 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.t.Errorf("fake GitHub: reading body: %v", err)
 	}
 	call := GitHubCall{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
-	rec := &githubStatus{ResponseWriter: w, status: http.StatusOK}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		call.Status = rec.status
 		f.mu.Lock()
@@ -215,7 +215,7 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 	route, params, err := f.router.FindRoute(r)
 	if err != nil {
 		f.t.Errorf("fake GitHub: %s %s is not an operation of the API subset: %v", r.Method, r.URL.Path, err)
-		githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 		return
 	}
 	call.Operation = route.Path
@@ -225,7 +225,7 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
 	}); err != nil && !(strings.Contains(err.Error(), "does not contain the discriminator property") && f.validBody(route, body)) {
 		f.t.Errorf("fake GitHub: %s %s does not validate against the API description: %v\nbody: %s", r.Method, r.URL.Path, err, body)
-		githubJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request", "detail": err.Error()})
+		writeJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request", "detail": err.Error()})
 		return
 	}
 	if f.fault(rec, r) {
@@ -245,12 +245,12 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.nextID++
 		run := &GitHubCheckRun{ID: f.nextID, Name: in.Name, HeadSHA: in.HeadSHA, Status: in.Status}
 		f.checkRuns[run.ID] = run
-		githubJSON(rec, http.StatusCreated, map[string]any{"id": run.ID, "name": run.Name, "head_sha": run.HeadSHA, "status": run.Status})
+		writeJSON(rec, http.StatusCreated, map[string]any{"id": run.ID, "name": run.Name, "head_sha": run.HeadSHA, "status": run.Status})
 	case "PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}":
 		id, _ := strconv.ParseInt(params["check_run_id"], 10, 64)
 		run, ok := f.checkRuns[id]
 		if !ok {
-			githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+			writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 			return
 		}
 		var in struct {
@@ -279,14 +279,14 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if in.Output != nil {
 			if in.Output.Title == "" || in.Output.Summary == "" {
-				githubJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "output requires title and summary"})
+				writeJSON(rec, http.StatusUnprocessableEntity, map[string]string{"message": "output requires title and summary"})
 				return
 			}
 			run.Title, run.Summary = in.Output.Title, in.Output.Summary
 			run.Annotations = append(run.Annotations, in.Output.Annotations...)
 			run.AnnotationBatches = append(run.AnnotationBatches, len(in.Output.Annotations))
 		}
-		githubJSON(rec, http.StatusOK, map[string]any{"id": run.ID, "name": run.Name, "status": run.Status, "conclusion": run.Conclusion})
+		writeJSON(rec, http.StatusOK, map[string]any{"id": run.ID, "name": run.Name, "status": run.Status, "conclusion": run.Conclusion})
 	case "GET /repos/{owner}/{repo}/issues/{issue_number}/comments":
 		n, _ := strconv.Atoi(params["issue_number"])
 		q := r.URL.Query()
@@ -305,7 +305,7 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		for _, c := range all[from:to] {
 			out = append(out, *c)
 		}
-		githubJSON(rec, http.StatusOK, out)
+		writeJSON(rec, http.StatusOK, out)
 	case "POST /repos/{owner}/{repo}/issues/{issue_number}/comments":
 		n, _ := strconv.Atoi(params["issue_number"])
 		var in GitHubComment
@@ -313,7 +313,7 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.nextID++
 		c := &GitHubComment{ID: f.nextID, Body: in.Body}
 		f.comments[n] = append(f.comments[n], c)
-		githubJSON(rec, http.StatusCreated, c)
+		writeJSON(rec, http.StatusCreated, c)
 	case "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}":
 		id, _ := strconv.ParseInt(params["comment_id"], 10, 64)
 		var in GitHubComment
@@ -322,12 +322,12 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 			for _, c := range cs {
 				if c.ID == id {
 					c.Body = in.Body
-					githubJSON(rec, http.StatusOK, c)
+					writeJSON(rec, http.StatusOK, c)
 					return
 				}
 			}
 		}
-		githubJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		writeJSON(rec, http.StatusNotFound, map[string]string{"message": "Not Found"})
 	case "POST /repos/{owner}/{repo}/code-scanning/sarifs":
 		var in struct {
 			CommitSHA string `json:"commit_sha"`
@@ -337,23 +337,23 @@ func (f *GitHubAPI) serve(w http.ResponseWriter, r *http.Request) {
 		githubDecode(f.t, body, &in)
 		gz, err := base64.StdEncoding.DecodeString(in.SARIF)
 		if err != nil {
-			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not base64: " + err.Error()})
+			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not base64: " + err.Error()})
 			return
 		}
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
-			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
+			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
 			return
 		}
 		raw, err := io.ReadAll(zr)
 		if err != nil {
-			githubJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
+			writeJSON(rec, http.StatusBadRequest, map[string]string{"message": "sarif is not gzip: " + err.Error()})
 			return
 		}
 		f.sarifs = append(f.sarifs, GitHubSARIF{Ref: in.Ref, CommitSHA: in.CommitSHA, SARIF: raw})
-		githubJSON(rec, http.StatusAccepted, map[string]string{"id": "47177e22-5596-11eb-80a1-c1e54ef945c6", "url": f.URL + "sarif-upload"})
+		writeJSON(rec, http.StatusAccepted, map[string]string{"id": "47177e22-5596-11eb-80a1-c1e54ef945c6", "url": f.URL + "sarif-upload"})
 	default:
-		githubJSON(rec, http.StatusNotImplemented, map[string]string{"message": "not implemented by the fake"})
+		writeJSON(rec, http.StatusNotImplemented, map[string]string{"message": "not implemented by the fake"})
 	}
 }
 
@@ -409,20 +409,20 @@ func (f *GitHubAPI) fault(w http.ResponseWriter, r *http.Request) bool {
 	case "":
 		return false
 	case FaultFork:
-		githubJSON(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest", "status": "403"})
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest", "status": "403"})
 	case FaultNotFound:
-		githubJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
 	case FaultInvalid:
-		githubJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Validation Failed", "errors": []map[string]string{{"resource": "CheckRun", "code": "invalid"}}, "status": "422"})
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Validation Failed", "errors": []map[string]string{{"resource": "CheckRun", "code": "invalid"}}, "status": "422"})
 	case FaultServer:
-		githubJSON(w, http.StatusInternalServerError, map[string]string{"message": "Server Error"})
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": "Server Error"})
 	case FaultBadGateway:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusBadGateway)
 		_, _ = io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
 	case FaultSecondaryRateLimit:
 		w.Header().Set("Retry-After", "1")
-		githubJSON(w, http.StatusForbidden, map[string]string{
+		writeJSON(w, http.StatusForbidden, map[string]string{
 			"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
 			"documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
 		})
@@ -431,22 +431,6 @@ func (f *GitHubAPI) fault(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
-}
-
-type githubStatus struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *githubStatus) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func githubJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 func githubDecode(t testing.TB, b []byte, v any) {

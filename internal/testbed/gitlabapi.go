@@ -124,7 +124,7 @@ func (f *GitLabAPI) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		f.t.Errorf("fake GitLab: reading the request: %v", err)
 	}
-	sw := &gitlabStatus{ResponseWriter: w}
+	sw := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		f.calls = append(f.calls, GitLabCall{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
 			Header: r.Header.Clone(), Body: string(raw), Status: sw.status})
@@ -135,17 +135,17 @@ func (f *GitLabAPI) serve(w http.ResponseWriter, r *http.Request) {
 		if ft.RetryAfter != "" {
 			sw.Header().Set("Retry-After", ft.RetryAfter)
 		}
-		gitlabJSON(sw, ft.Status, map[string]string{"message": fmt.Sprintf("%d %s", ft.Status, http.StatusText(ft.Status))})
+		writeJSON(sw, ft.Status, map[string]string{"message": fmt.Sprintf("%d %s", ft.Status, http.StatusText(ft.Status))})
 		return
 	}
 	if r.Header.Get("PRIVATE-TOKEN") != f.Token {
-		gitlabJSON(sw, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+		writeJSON(sw, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
 		return
 	}
 	m := gitlabNotesPath.FindStringSubmatch(r.URL.EscapedPath())
 	if m == nil || m[1] != url.PathEscape(f.Project) {
 		f.t.Errorf("fake GitLab: request to %s %s: not the notes of a merge request of project %s", r.Method, r.URL.EscapedPath(), f.Project)
-		gitlabJSON(sw, http.StatusNotFound, map[string]string{"message": "404 Project Not Found"})
+		writeJSON(sw, http.StatusNotFound, map[string]string{"message": "404 Project Not Found"})
 		return
 	}
 	mr, _ := strconv.Atoi(m[2])
@@ -156,18 +156,18 @@ func (f *GitLabAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.nextID++
 		n := GitLabNote{ID: f.nextID, Body: f.noteBody(r, raw)}
 		f.notes[mr] = append(f.notes[mr], n)
-		gitlabJSON(sw, http.StatusCreated, n)
+		writeJSON(sw, http.StatusCreated, n)
 	case r.Method == http.MethodPut && m[3] != "":
 		id, _ := strconv.ParseInt(m[3], 10, 64)
 		text := f.noteBody(r, raw)
 		for i, n := range f.notes[mr] {
 			if n.ID == id {
 				f.notes[mr][i].Body = text
-				gitlabJSON(sw, http.StatusOK, f.notes[mr][i])
+				writeJSON(sw, http.StatusOK, f.notes[mr][i])
 				return
 			}
 		}
-		gitlabJSON(sw, http.StatusNotFound, map[string]string{"message": "404 Not found"})
+		writeJSON(sw, http.StatusNotFound, map[string]string{"message": "404 Not found"})
 	default:
 		f.t.Errorf("fake GitLab: unexpected request %s %s", r.Method, r.URL.Path)
 		sw.WriteHeader(http.StatusMethodNotAllowed)
@@ -197,7 +197,7 @@ func (f *GitLabAPI) list(w http.ResponseWriter, r *http.Request, mr int) {
 	if page1 == nil {
 		page1 = []GitLabNote{}
 	}
-	gitlabJSON(w, http.StatusOK, page1)
+	writeJSON(w, http.StatusOK, page1)
 }
 
 // noteBody checks the JSON body of a create or update, exactly
@@ -215,21 +215,4 @@ func (f *GitLabAPI) noteBody(r *http.Request, raw []byte) string {
 		f.t.Errorf("fake GitLab: %s: body %s, want {\"body\": string}", r.Method, raw)
 	}
 	return text
-}
-
-// gitlabStatus records the status written.
-type gitlabStatus struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *gitlabStatus) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func gitlabJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
