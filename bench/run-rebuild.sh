@@ -10,7 +10,10 @@
 #     and the inline cache of the previous image);
 #   warm machine, code change: ship with its cache dir (<cache-dir>/layers),
 #     docker with its build cache;
-#   warm machine, no change: nothing changed.
+#   warm machine, no change: nothing changed;
+#   warm machine, no change, SOURCE_DATE_EPOCH set (as ship sets it on
+#     GitHub/GitLab from the commit time): ship only; also counts the blobs
+#     the registry gained (want none).
 # Each tool first builds once (not timed) to fill its caches. Every image
 # built is then run with docker and its output checked. For the fresh-machine
 # case it also counts how often the apt-get RUN came from the cache. ship
@@ -58,14 +61,20 @@ now() { date +%s%N; }
 declare -A T WANT
 CACHE=$WORK/ship-cache
 declare -A HIT
-ship_build() { # ship_build KEY [fresh]: fresh = a new empty cache dir
+blobs() { find "$REGDIR/data" -path '*/blobs/*' -name data | wc -l; }
+declare -A NEWBLOBS
+ship_build() { # ship_build KEY [fresh|epoch]: fresh = a new empty cache dir; epoch = SOURCE_DATE_EPOCH set
 	local cache=$CACHE
+	local epoch=()
+	[[ ${2:-} == epoch ]] && epoch=(SOURCE_DATE_EPOCH=1700000000)
+	local before; before=$(blobs)
 	[[ ${2:-} == fresh ]] && cache=$(mktemp -d "$WORK/fresh.XXXX")
 	local t0; t0=$(now)
-	SHIP_DEBUG=1 "$SHIP" --context "$CTX" --tag "$REG/ship/app:$1" --push --insecure-registry "$REG" \
+	env "${epoch[@]}" SHIP_DEBUG=1 "$SHIP" --context "$CTX" --tag "$REG/ship/app:$1" --push --insecure-registry "$REG" \
 		--cache-dir "$cache" --cache-repo "$REG/ship/cache" --scan=false >"$WORK/ship.out" 2>"$WORK/ship.err" ||
 		{ cat "$WORK/ship.err"; exit 1; }
 	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
+	NEWBLOBS[$1]=$(( $(blobs) - before ))
 	cp "$WORK/ship.err" "$OUT/ship-rebuild-${1%%[0-9]*}.log" # the last run's debug log of each case
 	HIT[ship,$1]=0
 	grep -q '"instruction":"RUN apt-get[^}]*"cached":true' "$WORK/ship.out" && HIT[ship,$1]=1
@@ -106,13 +115,19 @@ for r in $(seq 1 "$RUNS"); do
 	ship_build "code$r"; docker_build "code$r"
 	WANT[same$r]=$msg
 	ship_build "same$r"; docker_build "same$r"
-	echo "run $r: fresh machine: ship ${T[ship,fresh$r]} ms (apt cached: ${HIT[ship,fresh$r]}), docker ${T[docker,fresh$r]} ms (apt cached: ${HIT[docker,fresh$r]}); code change: ship ${T[ship,code$r]} ms, docker ${T[docker,code$r]} ms; no change: ship ${T[ship,same$r]} ms, docker ${T[docker,same$r]} ms"
+	# As on CI: the first build with the epoch sets the times, the next one
+	# must find every blob in the registry.
+	WANT[epoch$r]=$msg
+	ship_build "epochfirst$r" epoch; ship_build "epoch$r" epoch
+	echo "run $r: fresh machine: ship ${T[ship,fresh$r]} ms (apt cached: ${HIT[ship,fresh$r]}), docker ${T[docker,fresh$r]} ms (apt cached: ${HIT[docker,fresh$r]}); code change: ship ${T[ship,code$r]} ms, docker ${T[docker,code$r]} ms; no change: ship ${T[ship,same$r]} ms, docker ${T[docker,same$r]} ms; no change with SOURCE_DATE_EPOCH: ship ${T[ship,epoch$r]} ms, ${NEWBLOBS[epoch$r]} new blobs"
 done
 
 echo "== run the images"
 for tool in ship docker; do
 	for r in $(seq 1 "$RUNS"); do
-		for k in "fresh$r" "code$r" "same$r"; do
+		keys=("fresh$r" "code$r" "same$r")
+		[[ $tool == ship ]] && keys+=("epoch$r") # docker has no epoch case
+		for k in "${keys[@]}"; do
 			img=$REG/$tool/app:$k
 			"$DOCKER" rmi -f "$img" >/dev/null 2>&1 || true
 			"$DOCKER" pull -q "$img" >/dev/null
@@ -130,13 +145,17 @@ hits() { local n=0; for r in $(seq 1 "$RUNS"); do n=$((n + HIT[$1,fresh$r])); do
 SF=$(median $(vals ship fresh)); DF=$(median $(vals docker fresh))
 SC=$(median $(vals ship code)); DC=$(median $(vals docker code))
 SS=$(median $(vals ship same)); DS=$(median $(vals docker same))
+SE=$(median $(vals ship epoch))
+newblobs() { for r in $(seq 1 "$RUNS"); do echo "${NEWBLOBS[epoch$r]}"; done; }
 {
 	echo "| case | ship median ms | docker (BuildKit) median ms | ship / BuildKit | ship runs | docker runs |"
 	echo "|---|---:|---:|---:|---|---|"
 	echo "| fresh machine, code change, cache in the registry, build + push | $SF | $DF | $(ratio "$SF" "$DF") | $(vals ship fresh | paste -sd' ') | $(vals docker fresh | paste -sd' ') |"
 	echo "| warm machine, code change (app/main.py), build + push | $SC | $DC | $(ratio "$SC" "$DC") | $(vals ship code | paste -sd' ') | $(vals docker code | paste -sd' ') |"
 	echo "| warm machine, no change, build + push | $SS | $DS | $(ratio "$SS" "$DS") | $(vals ship same | paste -sd' ') | $(vals docker same | paste -sd' ') |"
+	echo "| warm machine, no change, SOURCE_DATE_EPOCH set (as on CI), build + push | $SE | – | – | $(vals ship epoch | paste -sd' ') | – |"
 	echo
+	echo "- no change with SOURCE_DATE_EPOCH: blobs the registry gained per ship run: $(newblobs | paste -sd' ') (want 0)"
 	echo "- fresh machine: the apt-get RUN came from the cache in $(hits ship) of $RUNS ship runs, $(hits docker) of $RUNS BuildKit runs (--cache-from with inline cache)"
 	echo
 	echo "Machine: $(nproc) cores, $(uname -r), $("$DOCKER" version -f 'docker {{.Server.Version}}'), $(date -u +%F)."
