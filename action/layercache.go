@@ -1,12 +1,11 @@
 package action
 
 import (
-	"encoding/json"
 	"log/slog"
-	"os"
 
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/registry"
+	ghreport "github.com/intesys/ship-action/internal/report/github"
 )
 
 // cacheInputs describes the inputs of the layer cache in a registry.
@@ -70,30 +69,5 @@ func fromFork(env func(string) string) bool {
 	if src, proj := env("CI_MERGE_REQUEST_SOURCE_PROJECT_ID"), env("CI_MERGE_REQUEST_PROJECT_ID"); src != "" && proj != "" {
 		return src != proj
 	}
-	path := env("GITHUB_EVENT_PATH")
-	if path == "" {
-		return false
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	var ev struct {
-		PullRequest *struct {
-			Head struct {
-				Repo *struct {
-					FullName string `json:"full_name"`
-				} `json:"repo"`
-			} `json:"head"`
-			Base struct {
-				Repo *struct {
-					FullName string `json:"full_name"`
-				} `json:"repo"`
-			} `json:"base"`
-		} `json:"pull_request"`
-	}
-	if json.Unmarshal(b, &ev) != nil || ev.PullRequest == nil || ev.PullRequest.Head.Repo == nil || ev.PullRequest.Base.Repo == nil {
-		return false
-	}
-	return ev.PullRequest.Head.Repo.FullName != ev.PullRequest.Base.Repo.FullName
+	return ghreport.FromFork(env("GITHUB_EVENT_PATH"))
 }

@@ -49,15 +49,24 @@ func (st *stageState) currentKey() (string, error) {
 	if st.key == "" {
 		return "", nil
 	}
-	for _, l := range st.pending {
+	key, err := foldKey(st.key, st.pending)
+	if err != nil {
+		return "", err
+	}
+	st.key, st.pending = key, nil
+	return key, nil
+}
+
+// foldKey chains key on the content of each of pending, in order.
+func foldKey(key string, pending []v1.Layer) (string, error) {
+	for _, l := range pending {
 		ck, err := contentKey(l)
 		if err != nil {
 			return "", fmt.Errorf("hashing layer for the cache: %w", err)
 		}
-		st.key = (&cacheKey{}).add(st.key, "layer", ck).sum()
+		key = (&cacheKey{}).add(key, "layer", ck).sum()
 	}
-	st.pending = nil
-	return st.key, nil
+	return key, nil
 }
 
 // runKey returns the cache key of a RUN with argv args: the stage's key,
@@ -114,15 +123,10 @@ func (st *stageState) sourceKey(ctx context.Context, from string) (string, error
 		if err != nil {
 			return "", err
 		}
-		key := res.key
-		for _, l := range res.pending {
-			ck, err := contentKey(l)
-			if err != nil {
-				return "", fmt.Errorf("hashing layer for the cache: %w", err)
-			}
-			key = (&cacheKey{}).add(key, "layer", ck).sum()
+		if res.key == "" {
+			return "", nil
 		}
-		return key, nil
+		return foldKey(res.key, res.pending)
 	}
 	img, err := st.b.image(ctx, from, st.platform)
 	if err != nil {

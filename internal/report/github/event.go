@@ -47,3 +47,29 @@ func HeadSHA(eventPath, githubSHA string) (sha string, pr int, err error) {
 	}
 	return githubSHA, 0, nil
 }
+
+// FromFork reports whether the event payload at eventPath is a pull
+// request whose head is in another repository than its base (a fork);
+// false when it is no pull request or cannot be read.
+func FromFork(eventPath string) bool {
+	if eventPath == "" {
+		return false
+	}
+	b, err := os.ReadFile(eventPath)
+	if err != nil {
+		return false
+	}
+	type repo struct {
+		FullName string `json:"full_name"`
+	}
+	var ev struct {
+		PullRequest *struct {
+			Head struct{ Repo *repo } `json:"head"`
+			Base struct{ Repo *repo } `json:"base"`
+		} `json:"pull_request"`
+	}
+	if json.Unmarshal(b, &ev) != nil || ev.PullRequest == nil || ev.PullRequest.Head.Repo == nil || ev.PullRequest.Base.Repo == nil {
+		return false
+	}
+	return ev.PullRequest.Head.Repo.FullName != ev.PullRequest.Base.Repo.FullName
+}
