@@ -1,6 +1,7 @@
 package layer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,18 +69,25 @@ func (l *FileLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
-	zr, err := pgzip.NewReader(f)
+	return Gunzip(f)
+}
+
+// Gunzip returns the decompressed stream of the gzip stream rc (with
+// pgzip, decoding ahead); closing it closes rc. rc is closed on error.
+func Gunzip(rc io.ReadCloser) (io.ReadCloser, error) {
+	zr, err := pgzip.NewReader(rc)
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("reading layer %s: %w", l.path, err)
+		rc.Close()
+		return nil, fmt.Errorf("reading gzipped layer: %w", err)
 	}
-	return &readCloser{Reader: zr, close: func() error { zr.Close(); return f.Close() }}, nil
+	return &gunzipped{Reader: zr, zr: zr, rc: rc}, nil
 }
 
-// readCloser closes with close.
-type readCloser struct {
+// gunzipped closes the decompressor and the stream under it.
+type gunzipped struct {
 	io.Reader
-	close func() error
+	zr *pgzip.Reader
+	rc io.ReadCloser
 }
 
-func (r *readCloser) Close() error { return r.close() }
+func (g *gunzipped) Close() error { return errors.Join(g.zr.Close(), g.rc.Close()) }

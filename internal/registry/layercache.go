@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,8 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/pgzip"
 
+	"github.com/intesys/ship-action/internal/layer"
 	"github.com/intesys/ship-action/internal/rootfs"
 )
 
@@ -227,20 +226,5 @@ func (l *cachedLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	zr, err := pgzip.NewReader(rc)
-	if err != nil {
-		rc.Close()
-		return nil, fmt.Errorf("reading cached layer %s: %w", l.desc.Digest, err)
-	}
-	return &closeBoth{Reader: zr, zr: zr, rc: rc}, nil
-}
-
-type closeBoth struct {
-	io.Reader
-	zr *pgzip.Reader
-	rc io.ReadCloser
-}
-
-func (c *closeBoth) Close() error {
-	return errors.Join(c.zr.Close(), c.rc.Close())
+	return layer.Gunzip(rc)
 }
