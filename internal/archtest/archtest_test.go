@@ -21,6 +21,7 @@ var levels = map[string]int{
 	"internal/dockerfile":        0,
 	"internal/rootfs":            0,
 	"internal/gitcommit":         0,
+	"internal/provenance":        0,
 	"internal/copier":            1,
 	"internal/sandbox":           1,
 	"internal/snapshot":          1,
