@@ -25,7 +25,7 @@ type Config struct {
 	SSH                []string          // --ssh items: default, ID, ID=SOCKET or ID=KEYFILE
 	Target             string            // stage to build
 	Labels             map[string]string // labels added to the image
-	Platforms          []string          // target platform (one for now), e.g. linux/amd64
+	Platforms          []string          // target platforms, e.g. linux/amd64; several: an index
 	Push               bool              // push the image to every tag
 	RegistryUsername   string            // user for the registries of Tags
 	RegistryPassword   string            // password or token for the registries of Tags (secret)
@@ -240,16 +240,25 @@ func Inputs() []Input {
 		},
 		{
 			Name: "platforms", Kind: KindList, Alias: "platform",
-			Description: "Target platform, e.g. linux/amd64 (default: the machine's). One platform for now.",
+			Description: "Target platforms, e.g. linux/amd64,linux/arm64 (default: the machine's). Several platforms give an OCI index of one image per platform.",
 			field:       func(c *Config) any { return &c.Platforms },
 			validate: func(c *Config) error {
-				if len(c.Platforms) > 1 {
-					return fmt.Errorf("multi-platform builds are not supported yet")
-				}
+				seen := map[string]bool{}
 				for _, p := range c.Platforms {
-					if _, err := parsePlatform(p); err != nil {
+					pl, err := parsePlatform(p)
+					if err != nil {
 						return err
 					}
+					if seen[platformName(pl)] {
+						return fmt.Errorf("platform %s is listed twice", p)
+					}
+					seen[platformName(pl)] = true
+				}
+				if len(c.Platforms) > 1 && c.OutputTar != "" {
+					return fmt.Errorf("output-tar holds one image and %d platforms are built: use output (an OCI layout holds the index)", len(c.Platforms))
+				}
+				if len(c.Platforms) > 1 && c.ScanImage != "" {
+					return fmt.Errorf("ship scan scans one platform: give one --platform")
 				}
 				return nil
 			},
@@ -561,3 +570,26 @@ func (c *Config) resolveFile() {
 // DefaultOutput is where the OCI image layout goes when nothing is pushed
 // and no output is set.
 const DefaultOutput = "./ship-out"
+
+// platformName is os/arch[/variant] as users write it (arm64 without its
+// default variant v8); platforms compare by it.
+func platformName(p v1.Platform) string {
+	if p.Architecture == "arm64" && p.Variant == "v8" {
+		p.Variant = ""
+	}
+	return p.String()
+}
+
+// targetPlatforms are the platforms to build, parsed (checked by
+// Validate); one zero Platform (the machine's) when none is given.
+func (c Config) targetPlatforms() []v1.Platform {
+	if len(c.Platforms) == 0 {
+		return []v1.Platform{{}}
+	}
+	out := make([]v1.Platform, 0, len(c.Platforms))
+	for _, s := range c.Platforms {
+		p, _ := parsePlatform(s)
+		out = append(out, p)
+	}
+	return out
+}

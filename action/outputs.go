@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/sethvargo/go-githubactions"
 
-	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/report/markdown"
 )
 
@@ -45,13 +44,21 @@ type Outputs struct {
 
 // Metadata is the "metadata" output (JSON).
 type Metadata struct {
-	Digest   string         `json:"digest"`
-	Image    string         `json:"image"`
-	Tags     []string       `json:"tags"`
-	Pushed   bool           `json:"pushed"`
-	Platform string         `json:"platform,omitempty"`
-	Size     int64          `json:"size"` // manifest, config and compressed layers, in bytes
-	Stages   []StageSummary `json:"stages"`
+	Digest   string   `json:"digest"`
+	Image    string   `json:"image"`
+	Tags     []string `json:"tags"`
+	Pushed   bool     `json:"pushed"`
+	Platform string   `json:"platform,omitempty"`
+	// Platforms are the images of a multi-platform build's index.
+	Platforms []PlatformImage `json:"platforms,omitempty"`
+	Size      int64           `json:"size"` // manifest, config and compressed layers, in bytes
+	Stages    []StageSummary  `json:"stages"`
+}
+
+// PlatformImage is one platform's image in a multi-platform index.
+type PlatformImage struct {
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
 }
 
 // StageSummary reports one built stage.
@@ -149,7 +156,7 @@ func contextExcludes(cfg Config) []string {
 // writeLayout writes img as an OCI image layout to dir, replacing a
 // previous layout only once the new one is complete. Each tag becomes a
 // manifest entry annotated with its name.
-func writeLayout(dir string, img v1.Image, tags []string) (err error) {
+func writeLayout(dir string, add func(layout.Path, ...layout.Option) error, tags []string) (err error) {
 	dir = filepath.Clean(dir)
 	if err := checkReplaceable(dir); err != nil {
 		return err
@@ -174,14 +181,14 @@ func writeLayout(dir string, img v1.Image, tags []string) (err error) {
 		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
 	}
 	if len(tags) == 0 {
-		err = p.AppendImage(img)
+		err = add(p)
 	}
 	for _, t := range tags {
 		tag, perr := parseTag(t)
 		if perr != nil {
 			return perr
 		}
-		err = p.AppendImage(img, layout.WithAnnotations(map[string]string{
+		err = add(p, layout.WithAnnotations(map[string]string{
 			"org.opencontainers.image.ref.name": tag.TagStr(),
 			"io.containerd.image.name":          tag.Name(),
 		}))
@@ -254,20 +261,14 @@ func writeTarball(file string, img v1.Image, tags []string) error {
 	return nil
 }
 
-// makeOutputs gathers the outputs of a build.
-func makeOutputs(res *build.Result, digest v1.Hash, cfg Config) (Outputs, error) {
-	m, err := res.Image.Manifest()
+// makeOutputs gathers the outputs of a build. Stages are the first
+// platform's.
+func makeOutputs(b *builtImage, cfg Config) (Outputs, error) {
+	size, err := b.size()
 	if err != nil {
-		return Outputs{}, fmt.Errorf("reading image manifest: %w", err)
+		return Outputs{}, err
 	}
-	raw, err := res.Image.RawManifest()
-	if err != nil {
-		return Outputs{}, fmt.Errorf("reading image manifest: %w", err)
-	}
-	size := int64(len(raw)) + m.Config.Size
-	for _, l := range m.Layers {
-		size += l.Size
-	}
+	digest, res := b.digest, b.results[0]
 	tags := append([]string{}, cfg.Tags...)
 	image := digest.String()
 	if len(tags) > 0 {
@@ -287,6 +288,11 @@ func makeOutputs(res *build.Result, digest v1.Hash, cfg Config) (Outputs, error)
 	}
 	if len(cfg.Platforms) == 1 {
 		md.Platform = cfg.Platforms[0]
+	}
+	if b.index != nil {
+		for i, p := range cfg.Platforms {
+			md.Platforms = append(md.Platforms, PlatformImage{Platform: p, Digest: b.imageDigests[i].String()})
+		}
 	}
 	for _, st := range res.Stages {
 		ss := StageSummary{Index: st.Index, Name: st.Name, Base: st.Base, Steps: []StepSummary{}}

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/intesys/ship-action/internal/build"
-	"github.com/intesys/ship-action/internal/dockerfile"
 )
 
 // Option configures Run.
@@ -204,10 +203,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		log.Debug("outputs inside the build context are left out of it", "paths", excludes)
 	}
 	log.Debug("configuration", "config", cfg)
-	platform := v1.Platform{}
-	if len(cfg.Platforms) == 1 {
-		platform, _ = parsePlatform(cfg.Platforms[0]) // checked by Validate
-	}
+	platforms := cfg.targetPlatforms()
 
 	tmp, err := os.MkdirTemp(o.tempBase, "ship-")
 	if err != nil {
@@ -240,7 +236,6 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		Target:          cfg.Target,
 		BuildArgs:       cfg.BuildArgs,
 		Labels:          cfg.Labels,
-		Platform:        platform,
 		SourceDateEpoch: ciSourceDateEpoch(cfg, env, log),
 		ContextExcludes: excludes,
 		Secrets:         buildSecrets,
@@ -275,21 +270,12 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		defer uploads.stop()
 		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
 	}
-	res, err := o.build(ctx, req, buildOpts...)
+	b, err := buildPlatforms(ctx, o, req, platforms, buildOpts, log)
 	endBuild()
-	if err == nil && (res == nil || res.Image == nil) {
-		err = errors.New("building: no image produced")
-	}
-	if errors.Is(err, dockerfile.ErrUnknownTarget) {
-		return withCode(CodeUsage, err) // --target is a bad input, not a failed build
-	}
 	if err != nil {
-		return withCode(CodeBuild, err)
+		return err
 	}
-	digest, err := res.Image.Digest()
-	if err != nil {
-		return withCode(CodeBuild, fmt.Errorf("computing image digest: %w", err))
-	}
+	res, digest := b.results[0], b.digest
 	log.Info("built", "digest", digest.String(), "duration", time.Since(start).Round(time.Millisecond))
 	rec.res = res
 
@@ -298,7 +284,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	}
 	if cfg.Output != "" {
 		log.Info("writing OCI image layout", "dir", cfg.Output)
-		if err := writeLayout(cfg.Output, res.Image, cfg.Tags); err != nil {
+		if err := writeLayout(cfg.Output, b.appendTo, cfg.Tags); err != nil {
 			return withCode(CodeBuild, err)
 		}
 	}
@@ -322,7 +308,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		if uploads != nil {
 			uploads.wait()
 		}
-		pushed, err := client.Push(ctx, res.Image, cfg.Tags)
+		pushed, err := b.push(ctx, client, cfg.Tags)
 		if err != nil {
 			return withCode(CodePush, err)
 		}
@@ -345,10 +331,10 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		defer ctxRoot.Close()
 		target := scanTarget{
 			img:            res.Image,
-			name:           digest.String(),
+			name:           b.imageDigests[0].String(),
 			origins:        layerOrigins(res.Layers, dockerfilePath(cfg), contextDir(cfg)),
 			source:         ctxRoot.FS(),
-			platform:       platform,
+			platform:       platforms[0],
 			dockerfile:     cfg.File,
 			dockerfilePath: dockerfilePath(cfg),
 		}
@@ -356,6 +342,9 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 			target.name = cfg.Tags[0]
 		}
 		scanName = target.name
+		if len(platforms) > 1 {
+			log.Info("scanning the image of the first platform", "platform", cfg.Platforms[0], "platforms", len(platforms))
+		}
 		doScan := func(ctx context.Context, s gitlabSections) error {
 			defer s.start("scan", "Scanning "+target.name)()
 			var err error
@@ -402,7 +391,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		}
 	}
 
-	out, err := makeOutputs(res, digest, cfg)
+	out, err := makeOutputs(b, cfg)
 	if err != nil {
 		return withCode(CodeBuild, err)
 	}

@@ -438,7 +438,8 @@ func TestRun(t *testing.T) {
 			name: "replaces a previous layout",
 			setup: func(b *runBed) {
 				old, _ := random.Image(64, 1)
-				if err := writeLayout(b.cfg.Output, old, nil); err != nil {
+				add := func(p layout.Path, o ...layout.Option) error { return p.AppendImage(old, o...) }
+				if err := writeLayout(b.cfg.Output, add, nil); err != nil {
 					panic(err)
 				}
 			},

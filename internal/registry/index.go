@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -81,19 +82,15 @@ func (c *Client) PushIndex(ctx context.Context, refs, tags []string) (v1.Hash, [
 		if err != nil {
 			return v1.Hash{}, nil, fmt.Errorf("reading image %s: %w", ref, err)
 		}
-		cf, err := img.ConfigFile()
+		p, err := platformOf(img, ref)
 		if err != nil {
-			return v1.Hash{}, nil, fmt.Errorf("reading the config of %s: %w", ref, err)
-		}
-		p := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
-		if p.OS == "" || p.Architecture == "" {
-			return v1.Hash{}, nil, fmt.Errorf("merging images: %s has no platform in its config", ref)
+			return v1.Hash{}, nil, fmt.Errorf("merging images: %w", err)
 		}
 		if err := add(ref, img, p); err != nil {
 			return v1.Hash{}, nil, err
 		}
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	idx := newIndex(adds)
 	digest, err := idx.Digest()
 	if err != nil {
 		return v1.Hash{}, nil, fmt.Errorf("computing index digest: %w", err)
@@ -145,4 +142,73 @@ func (c *Client) addIndexEntries(ref string, desc *remote.Descriptor, add func(s
 		}
 	}
 	return nil
+}
+
+// platformOf is the platform img's config names; what names img in an
+// error.
+func platformOf(img v1.Image, what string) (v1.Platform, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return v1.Platform{}, fmt.Errorf("reading the config of %s: %w", what, err)
+	}
+	p := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
+	if p.OS == "" || p.Architecture == "" {
+		return v1.Platform{}, fmt.Errorf("%s has no platform in its config", what)
+	}
+	return p, nil
+}
+
+// newIndex is the OCI image index of adds, in their order.
+func newIndex(adds []mutate.IndexAddendum) v1.ImageIndex {
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+}
+
+// PlatformIndex is the OCI image index of imgs, one image per platform
+// (each entry's platform from the image's config), in their order.
+func PlatformIndex(imgs []v1.Image) (v1.ImageIndex, error) {
+	var adds []mutate.IndexAddendum
+	seen := map[string]bool{}
+	for i, img := range imgs {
+		p, err := platformOf(img, fmt.Sprintf("image %d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		if seen[p.String()] {
+			return nil, fmt.Errorf("two images of platform %s", p.String())
+		}
+		seen[p.String()] = true
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	return newIndex(adds), nil
+}
+
+// PushPlatformIndex writes idx, an index of images (as PlatformIndex
+// makes), under every tag: each repository gets the images by digest,
+// with their blobs (mounted where the registry has them in another
+// repository), then the index. Errors are as Push's.
+func (c *Client) PushPlatformIndex(ctx context.Context, idx v1.ImageIndex, tags []string) (v1.Hash, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading index: %w", err)
+	}
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading index: %w", err)
+	}
+	mt, err := idx.MediaType()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading index: %w", err)
+	}
+	return c.push(ctx, idx, tags, func(tag name.Tag, opts []remote.Option) error {
+		for _, m := range im.Manifests {
+			img, err := idx.Image(m.Digest)
+			if err != nil {
+				return fmt.Errorf("reading the image of %s: %w", m.Platform, err)
+			}
+			if err := c.writeImage(tag.Context().Digest(m.Digest.String()), img, opts); err != nil {
+				return err
+			}
+		}
+		return remote.Put(tag, rawManifest{raw: raw, mt: mt}, opts...)
+	})
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -92,4 +93,89 @@ func TestPushIndex(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "are both linux/amd64") {
 		t.Errorf("two amd64 images: %v, want a refusal", err)
 	}
+}
+
+// TestPushPlatformIndex pushes the images of a one-run multi-platform
+// build as an index under tags in two repositories: each repository gets
+// the images by digest and the index, whose entries name the platforms
+// of the images' configs in the order given.
+func TestPushPlatformIndex(t *testing.T) {
+	t.Parallel()
+	reg := testbed.StartRegistry(t)
+	ctx := context.Background()
+	c := newClient(t, WithInsecure(reg.Host))
+	amd := platformImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})
+	arm := platformImage(t, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
+	idx, err := PlatformIndex([]v1.Image{amd, arm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := []string{reg.Ref("app:1"), reg.Ref("app:latest"), reg.Ref("other/app:1")}
+	got, err := c.PushPlatformIndex(ctx, idx, tags)
+	if err != nil {
+		t.Fatalf("PushPlatformIndex: %v", err)
+	}
+	if got != want {
+		t.Errorf("digest %s, want %s", got, want)
+	}
+	for _, tag := range tags {
+		ref, err := name.ParseReference(tag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ri, err := remote.Index(ref)
+		if err != nil {
+			t.Fatalf("reading %s: %v", tag, err)
+		}
+		if d, _ := ri.Digest(); d != want {
+			t.Errorf("%s: digest %s, want %s", tag, d, want)
+		}
+		im, err := ri.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plats []string
+		for _, m := range im.Manifests {
+			plats = append(plats, m.Platform.String())
+			// Every image is readable from the tag's repository, with its layers.
+			img, err := remote.Image(ref.Context().Digest(m.Digest.String()))
+			if err != nil {
+				t.Fatalf("%s@%s: %v", ref.Context(), m.Digest, err)
+			}
+			if err := validateLayers(img); err != nil {
+				t.Errorf("%s@%s: %v", ref.Context(), m.Digest, err)
+			}
+		}
+		if !slices.Equal(plats, []string{"linux/amd64", "linux/arm64/v8"}) {
+			t.Errorf("%s: platforms %v", tag, plats)
+		}
+	}
+
+	if _, err := PlatformIndex([]v1.Image{amd, amd}); err == nil || !strings.Contains(err.Error(), "two images of platform linux/amd64") {
+		t.Errorf("two amd64 images: %v, want a refusal", err)
+	}
+}
+
+// validateLayers reads every layer of img through to the end.
+func validateLayers(img v1.Image) error {
+	ls, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // retryStatusCodes returns the HTTP answers retried with backoff.
@@ -298,19 +299,51 @@ type pushGroup struct {
 // a tag cannot be written, Push stops and returns a *PushError listing the
 // tags written and not written; a 401 or 403 cause is an *AuthError.
 func (c *Client) Push(ctx context.Context, img v1.Image, tags []string) (v1.Hash, error) {
+	return c.push(ctx, img, tags, func(tag name.Tag, opts []remote.Option) error {
+		return c.writeImage(tag, img, opts)
+	})
+}
+
+// writeImage writes img, its blobs and its manifest, under ref: blobs
+// known to be in another repository of the registry are mounted.
+func (c *Client) writeImage(ref name.Reference, img v1.Image, opts []remote.Option) error {
+	hinted := &mountHints{Image: img, registry: ref.Context().RegistryStr(), from: c.mountSources(ref.Context())}
+	if err := remote.Write(ref, hinted, opts...); err != nil {
+		return err
+	}
+	c.rememberImage(ref.Context(), img)
+	return nil
+}
+
+// manifestOwner is what push writes: an image or an index.
+type manifestOwner interface {
+	Digest() (v1.Hash, error)
+	RawManifest() ([]byte, error)
+	MediaType() (types.MediaType, error)
+}
+
+// push writes m under every tag: write puts it, with everything it
+// refers to, under the first tag of each repository; the other tags of
+// that repository are set with manifest PUTs.
+func (c *Client) push(ctx context.Context, m manifestOwner, tags []string, write func(name.Tag, []remote.Option) error) (v1.Hash, error) {
 	if len(tags) == 0 {
 		return v1.Hash{}, errors.New("pushing image: no tags given")
 	}
-	digest, err := img.Digest()
+	digest, err := m.Digest()
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("computing image digest: %w", err)
 	}
+	raw, err := m.RawManifest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading manifest: %w", err)
+	}
+	mt, err := m.MediaType()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("reading manifest media type: %w", err)
+	}
 	var groups []*pushGroup
 	byRepo := map[string]*pushGroup{}
-	pushRegs := map[string]bool{}
-	for r := range c.pushRegistries {
-		pushRegs[r] = true
-	}
+	pushRegs := c.pushRegistriesCopy()
 	seen := map[string]bool{}
 	for _, t := range tags {
 		tag, err := c.parseTag(t)
@@ -352,29 +385,19 @@ func (c *Client) Push(ctx context.Context, img v1.Image, tags []string) (v1.Hash
 		if err != nil {
 			return fail(gi, 0, c.scrub(err))
 		}
-		c.opts.logger.Info("pushing image", "repository", g.repo.String(), "digest", digest.String(), "credentials", cred.source)
+		c.opts.logger.Info("pushing", "repository", g.repo.String(), "digest", digest.String(), "credentials", cred.source)
 		opts := c.remoteOptions(ctx, cred.auth)
-		hinted := &mountHints{Image: img, registry: reg, from: c.mountSources(g.repo)}
-		if err := remote.Write(g.tags[0], hinted, opts...); err != nil {
+		if err := write(g.tags[0], opts); err != nil {
 			return fail(gi, 0, c.describe(err, g.tags[0].String(), reg, cred.source, true))
 		}
 		written = append(written, g.tags[0].String())
-		c.rememberImage(g.repo, img)
-		raw, err := img.RawManifest()
-		if err != nil {
-			return fail(gi, 1, fmt.Errorf("reading manifest: %w", err))
-		}
-		mt, err := img.MediaType()
-		if err != nil {
-			return fail(gi, 1, fmt.Errorf("reading manifest media type: %w", err))
-		}
 		for ti, tag := range g.tags[1:] {
 			if err := remote.Tag(tag, rawManifest{raw: raw, mt: mt}, opts...); err != nil {
 				return fail(gi, ti+1, c.describe(err, tag.String(), reg, cred.source, true))
 			}
 			written = append(written, tag.String())
 		}
-		c.opts.logger.Info("pushed image", "tags", strings.Join(written, ","), "digest", digest.String())
+		c.opts.logger.Info("pushed", "tags", strings.Join(written, ","), "digest", digest.String())
 	}
 	return digest, nil
 }
