@@ -26,6 +26,7 @@ type Config struct {
 	Target             string            // stage to build
 	Labels             map[string]string // labels added to the image
 	Platforms          []string          // target platforms, e.g. linux/amd64; several: an index
+	Attest             []string          // documents attached to pushed images: provenance, sbom, or none
 	Push               bool              // push the image to every tag
 	RegistryUsername   string            // user for the registries of Tags
 	RegistryPassword   string            // password or token for the registries of Tags (secret)
@@ -259,6 +260,25 @@ func Inputs() []Input {
 				}
 				if len(c.Platforms) > 1 && c.ScanImage != "" {
 					return fmt.Errorf("ship scan scans one platform: give one --platform")
+				}
+				return nil
+			},
+		},
+		{
+			Name: "attestations", Kind: KindList, Alias: "attest", Default: "provenance,sbom",
+			Description: "Documents attached to each pushed image as OCI referrers: provenance (SLSA v1), sbom (the scan's SBOM, when sbom is set), or none.",
+			field:       func(c *Config) any { return &c.Attest },
+			validate: func(c *Config) error {
+				for _, a := range c.Attest {
+					switch a {
+					case attestProvenance, attestSBOM:
+					case attestNone:
+						if len(c.Attest) > 1 {
+							return fmt.Errorf("attestations: none cannot be combined with %s", strings.Join(slices.DeleteFunc(slices.Clone(c.Attest), func(s string) bool { return s == attestNone }), ","))
+						}
+					default:
+						return fmt.Errorf("invalid attestations value %q: want provenance, sbom or none", a)
+					}
 				}
 				return nil
 			},

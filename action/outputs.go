@@ -51,8 +51,10 @@ type Metadata struct {
 	Platform string   `json:"platform,omitempty"`
 	// Platforms are the images of a multi-platform build's index.
 	Platforms []PlatformImage `json:"platforms,omitempty"`
-	Size      int64           `json:"size"` // manifest, config and compressed layers, in bytes
-	Stages    []StageSummary  `json:"stages"`
+	// Referrers are the documents attached to the pushed images.
+	Referrers []Referrer     `json:"referrers,omitempty"`
+	Size      int64          `json:"size"` // manifest, config and compressed layers, in bytes
+	Stages    []StageSummary `json:"stages"`
 }
 
 // PlatformImage is one platform's image in a multi-platform index.

@@ -12,16 +12,18 @@ import (
 
 	"github.com/intesys/ship-action/internal/build"
 	"github.com/intesys/ship-action/internal/dockerfile"
+	"github.com/intesys/ship-action/internal/provenance"
 	"github.com/intesys/ship-action/internal/registry"
 )
 
 // builtImage is what a run built: one image, or with several platforms
 // one image per platform and the OCI index of them.
 type builtImage struct {
-	results      []*build.Result // one per platform, in the order given
-	imageDigests []v1.Hash       // the results' image digests
-	index        v1.ImageIndex   // nil for one platform
-	digest       v1.Hash         // of the index, or of the one image
+	results      []*build.Result           // one per platform, in the order given
+	imageDigests []v1.Hash                 // the results' image digests
+	bases        [][]provenance.Dependency // per platform: the images the build resolved
+	index        v1.ImageIndex             // nil for one platform
+	digest       v1.Hash                   // of the index, or of the one image
 }
 
 // platformIndexPusher writes an index of images built here; *registry.Client
@@ -34,7 +36,7 @@ type platformIndexPusher interface {
 // log stays readable, and a later platform finds in the layer cache what
 // an earlier one stored), and with several platforms makes the index of
 // the images.
-func buildPlatforms(ctx context.Context, o options, req build.Request, platforms []v1.Platform, opts []build.Option, log *slog.Logger) (*builtImage, error) {
+func buildPlatforms(ctx context.Context, o options, src build.ImageSource, req build.Request, platforms []v1.Platform, opts []build.Option, log *slog.Logger) (*builtImage, error) {
 	b := &builtImage{}
 	var imgs []v1.Image
 	for _, p := range platforms {
@@ -42,7 +44,8 @@ func buildPlatforms(ctx context.Context, o options, req build.Request, platforms
 			log.Info("building for platform", "platform", platformName(p))
 		}
 		req.Platform = p
-		res, err := o.build(ctx, req, opts...)
+		rec := &recordingSource{ImageSource: src}
+		res, err := o.build(ctx, req, append(opts, build.WithImageSource(rec))...)
 		if err == nil && (res == nil || res.Image == nil) {
 			err = errors.New("building: no image produced")
 		}
@@ -60,6 +63,7 @@ func buildPlatforms(ctx context.Context, o options, req build.Request, platforms
 			return nil, withCode(CodeBuild, fmt.Errorf("computing image digest: %w", err))
 		}
 		b.results = append(b.results, res)
+		b.bases = append(b.bases, rec.resolved())
 		b.imageDigests = append(b.imageDigests, d)
 		imgs = append(imgs, res.Image)
 	}

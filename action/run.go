@@ -245,7 +245,6 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
 	buildOpts := []build.Option{
-		build.WithImageSource(client),
 		build.WithLogger(log),
 		build.WithCacheDir(cacheDir),
 	}
@@ -270,7 +269,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		defer uploads.stop()
 		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
 	}
-	b, err := buildPlatforms(ctx, o, req, platforms, buildOpts, log)
+	b, err := buildPlatforms(ctx, o, client, req, platforms, buildOpts, log)
 	endBuild()
 	if err != nil {
 		return err
@@ -391,11 +390,16 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		}
 	}
 
+	var referrers []Referrer
+	if pushed && ctx.Err() == nil {
+		referrers = attachDocuments(ctx, attachment{cfg: cfg, built: b, sc: sc, env: env, started: start, epoch: req.SourceDateEpoch}, client, log)
+	}
 	out, err := makeOutputs(b, cfg)
 	if err != nil {
 		return withCode(CodeBuild, err)
 	}
 	out.Metadata.Pushed = pushed
+	out.Metadata.Referrers = referrers
 	if sc != nil {
 		out.Scan, err = finishScan(ctx, cfg, sc, scanName, out.Digest, o.stderr)
 		if err != nil {

@@ -146,6 +146,11 @@ func TestMultiPlatform(t *testing.T) {
 		if got, _ := ls[0].Digest(); got != firsts[arch] {
 			t.Errorf("%s image is built on layer %s, want the %s base's %s", arch, got, arch, firsts[arch])
 		}
+		// Each platform's image has its own provenance, naming its platform.
+		prov := referrerDocs(t, r.Context().Digest(m.Digest.String()))["application/vnd.in-toto+json"]
+		if !strings.Contains(prov, `"platform":"linux/`+arch) {
+			t.Errorf("%s image: provenance %q does not name its platform", arch, prov)
+		}
 	}
 
 	// The OCI layout holds the same index.
