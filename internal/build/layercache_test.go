@@ -120,8 +120,16 @@ func TestLayerCache(t *testing.T) {
 	// --no-cache-filter of another stage: reused; of this one: run.
 	seventh, _ := build("r1\n", "a1\n", nil, WithoutCacheReuse("builder"))
 	eq("no-cache-filter builder", cachedSteps(seventh), []bool{true, false, true})
-	eighth, _ := build("r1\n", "a1\n", nil, WithoutCacheReuse("0"))
+	eighth, fs8 := build("r1\n", "a1\n", nil, WithoutCacheReuse("0"))
 	eq("no-cache-filter 0", cachedSteps(eighth), []bool{false, false, false})
+
+	// What a no-cache build ran replaced the cache's entries (cache-to
+	// only): the next build reuses the newest layers.
+	ninth, fs9 := build("r1\n", "a1\n", nil)
+	eq("after no-cache", cachedSteps(ninth), []bool{true, false, true})
+	if fs9["rand"] != fs8["rand"] || fs9["rand"] == fs1["rand"] {
+		t.Errorf("after no-cache: rand %q, want the no-cache build's %q", fs9["rand"], fs8["rand"])
+	}
 
 	ents, err := os.ReadDir(filepath.Join(layers, "keys"))
 	if err != nil || len(ents) == 0 {
