@@ -102,6 +102,15 @@ func attachDocuments(ctx context.Context, a attachment, client imageClient, log 
 	if !ok {
 		return nil
 	}
+	var sbom *registry.Artifact
+	if a.sc != nil && a.cfg.SBOM != "" && a.cfg.attests(attestSBOM) {
+		art, err := a.sbom(ctx)
+		if err != nil {
+			log.Warn("SBOM not attached", "err", err)
+		} else {
+			sbom = &art
+		}
+	}
 	var refs []Referrer
 	for _, repo := range tagRepositories(a.cfg.Tags) {
 		for i, d := range a.built.imageDigests {
@@ -114,13 +123,8 @@ func attachDocuments(ctx context.Context, a attachment, client imageClient, log 
 					arts = append(arts, art)
 				}
 			}
-			if i == 0 && a.sc != nil && a.cfg.SBOM != "" && a.cfg.attests(attestSBOM) {
-				art, err := a.sbom(ctx)
-				if err != nil {
-					log.Warn("SBOM not attached", "err", err)
-				} else {
-					arts = append(arts, art)
-				}
+			if i == 0 && sbom != nil { // the scanned image
+				arts = append(arts, *sbom)
 			}
 			if len(arts) == 0 {
 				continue

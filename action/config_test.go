@@ -171,6 +171,8 @@ func TestLoadErrors(t *testing.T) {
 		{"platforms input twice", nil, map[string]string{"SHIP_CONTEXT": dir, "INPUT_PLATFORMS": "linux/arm64/v8,linux/arm64"}, "platform linux/arm64 is listed twice"},
 		{"several platforms in a tarball", append(ctx, "--platforms", "linux/amd64,linux/arm64", "--output-tar", "x.tar"), nil, "output-tar holds one image and 2 platforms are built: use output (an OCI layout holds the index)"},
 		{"bad platform", append(ctx, "--platform", "linux"), nil, `invalid platform "linux": want OS/ARCH[/VARIANT]`},
+		{"bad attestation", append(ctx, "--attest", "slsa"), nil, `invalid attestations value "slsa": want provenance, sbom or none`},
+		{"none with provenance", nil, map[string]string{"SHIP_CONTEXT": dir, "INPUT_ATTESTATIONS": "none,provenance"}, "attestations: none cannot be combined with provenance"},
 		{"bad bool", append(ctx, "--push=maybe"), nil, `invalid push value "maybe": want true or false`},
 		{"bad bool input", nil, map[string]string{"SHIP_CONTEXT": dir, "INPUT_PUSH": "sure"}, `invalid push value "sure": want true or false`},
 		{"user without password", append(ctx, "--registry-username", "u"), nil, "registry-username and registry-password must be set together"},
