@@ -133,7 +133,6 @@ func attachDocuments(ctx context.Context, a attachment, client imageClient, log 
 			digests, err := at.Attach(ctx, subject, arts...)
 			for j, h := range digests {
 				refs = append(refs, Referrer{ArtifactType: arts[j].ArtifactType, Digest: h.String(), Subject: subject})
-				log.Info("attached", "artifact_type", arts[j].ArtifactType, "subject", subject, "digest", h.String())
 			}
 			if err != nil {
 				log.Warn("attaching documents to the pushed image failed; the image is pushed", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,17 +36,21 @@ type platformIndexPusher interface {
 // buildPlatforms builds req for each platform, one after the other (the
 // log stays readable, and a later platform finds in the layer cache what
 // an earlier one stored), and with several platforms makes the index of
-// the images.
-func buildPlatforms(ctx context.Context, o options, src build.ImageSource, req build.Request, platforms []v1.Platform, opts []build.Option, log *slog.Logger) (*builtImage, error) {
+// the images. The options first apply to the first platform's build only.
+func buildPlatforms(ctx context.Context, o options, src build.ImageSource, req build.Request, platforms []v1.Platform, opts, first []build.Option, log *slog.Logger) (*builtImage, error) {
 	b := &builtImage{}
 	var imgs []v1.Image
-	for _, p := range platforms {
+	for i, p := range platforms {
 		if len(platforms) > 1 {
 			log.Info("building for platform", "platform", platformName(p))
 		}
 		req.Platform = p
 		rec := &recordingSource{ImageSource: src}
-		res, err := o.build(ctx, req, append(opts, build.WithImageSource(rec))...)
+		popts := append(slices.Clone(opts), build.WithImageSource(rec))
+		if i == 0 {
+			popts = append(popts, first...)
+		}
+		res, err := o.build(ctx, req, popts...)
 		if err == nil && (res == nil || res.Image == nil) {
 			err = errors.New("building: no image produced")
 		}

@@ -269,7 +269,15 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		defer uploads.stop()
 		buildOpts = append(buildOpts, build.WithLayerHook(uploads.add))
 	}
-	b, err := buildPlatforms(ctx, o, client, req, platforms, buildOpts, log)
+	// The scanned image is the first platform's: its base is analysed
+	// while the build runs.
+	var first []build.Option
+	ahead := startAheadScan(ctx, cfg, o.lookup, log)
+	defer ahead.stop()
+	if ahead != nil {
+		first = append(first, build.WithBaseImageHook(ahead.hook))
+	}
+	b, err := buildPlatforms(ctx, o, client, req, platforms, buildOpts, first, log)
 	endBuild()
 	if err != nil {
 		return err

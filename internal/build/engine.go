@@ -196,6 +196,9 @@ type builder struct {
 	modeOnce  sync.Once
 	mode      sandbox.Mode
 
+	baseHookOnce sync.Once // WithBaseImageHook's call
+	chainBase    v1.Image  // the image the target's FROM chain starts from, once resolved
+
 	overlayOnce     sync.Once
 	overlay         bool // RUN works on overlay mounts (useOverlay)
 	overlayVolatile bool // with the "volatile" option

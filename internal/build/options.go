@@ -29,6 +29,8 @@ type options struct {
 	noOverlay bool
 	// layerHook: see WithLayerHook.
 	layerHook func(v1.Layer)
+	// baseHook: see WithBaseImageHook.
+	baseHook func(base v1.Image, instructions []string)
 	// layerCacheDir: see WithLayerCache.
 	layerCacheDir string
 	// noCacheReuse: see WithoutCacheReuse.
@@ -77,6 +79,18 @@ func WithImageSource(src ImageSource) Option {
 // block; it may be called from several goroutines.
 func WithLayerHook(hook func(v1.Layer)) Option {
 	return func(o *options) error { o.layerHook = hook; return nil }
+}
+
+// WithBaseImageHook calls hook once per build, when the first RUN of the
+// stages the image is made of (the target and the stages it is built FROM)
+// starts to execute, with the image those stages start FROM and the names
+// of the instructions they run after it, in order and upper case ("RUN",
+// "COPY", "CMD", ...). A caller can work on the base image, e.g. analyse
+// it for a scan, while the RUN runs. Nothing is called when the stages
+// start FROM scratch, or have no RUN that executes (all from the layer
+// cache). hook must not block.
+func WithBaseImageHook(hook func(base v1.Image, instructions []string)) Option {
+	return func(o *options) error { o.baseHook = hook; return nil }
 }
 
 // WithLogger sets the logger for progress messages (default: discard).

@@ -75,6 +75,7 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	if err := st.checkEmulation(); err != nil {
 		return -1, err
 	}
+	st.b.callBaseHook(st.s)
 	root, err := st.rootDir()
 	if err != nil {
 		return -1, err

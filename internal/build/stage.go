@@ -123,6 +123,11 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: listing layers: %w", s.Base, err)}
 		}
 		st.img = img
+		if b.chainRoot() == s {
+			b.mu.Lock()
+			b.chainBase = img
+			b.mu.Unlock()
+		}
 		st.layers, err = baseLayerInfo(img, cf, s)
 		if err != nil {
 			return nil, &dockerfile.Error{Location: s.Location, Err: fmt.Errorf("resolving base image %s: %w", s.Base, err)}

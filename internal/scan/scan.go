@@ -146,12 +146,7 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 	}
 	counting := &countingCache{ArtifactCache: artCache}
 
-	art, err := artimage.NewArtifact(&trivyImage{Image: img, name: o.imageName}, counting, artifact.Option{
-		DisabledAnalyzers: o.disabledAnalyzers(),
-		Parallel:          5, // Trivy's default
-		NoProgress:        true,
-		Insecure:          o.insecure,
-	})
+	art, err := o.newArtifact(img, counting)
 	if err != nil {
 		return nil, fmt.Errorf("preparing image analysis: %w", err)
 	}
@@ -184,6 +179,18 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 		slog.Int("layers", res.Stats.Layers), slog.Int("analysed", len(res.Stats.AnalysedLayers)),
 		slog.Duration("took", res.Stats.Duration))
 	return res, nil
+}
+
+// newArtifact is Trivy's image artifact of img, analysing into c. Its
+// options are part of every layer's cache key: AnalyseBase and Scan must
+// make it the same way.
+func (o *options) newArtifact(img v1.Image, c cache.ArtifactCache) (artifact.Artifact, error) {
+	return artimage.NewArtifact(&trivyImage{Image: img, name: o.imageName}, c, artifact.Option{
+		DisabledAnalyzers: o.disabledAnalyzers(),
+		Parallel:          5, // Trivy's default
+		NoProgress:        true,
+		Insecure:          o.insecure,
+	})
 }
 
 func (o *options) has(s Scanner) bool {
