@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 )
 
 // TestAttestations pushes an image with a scan and an SBOM: its
+// base image is analysed for the scan while the RUN runs; its
 // provenance and its SBOM are OCI referrers of the image (through the
 // tag-schema fallback: the distribution registry has no referrers API),
 // the provenance names the base image by digest and the public build
@@ -35,7 +37,7 @@ func TestAttestations(t *testing.T) {
 	const secret = "AKIAZ3MSHIPDEMOKEY7Q"
 	writeTree(t, src, map[string]file{
 		"Dockerfile": txt("FROM " + reg.Ref("base/busybox:1") + "\nARG VERSION\nARG API_TOKEN\n" +
-			"COPY requirements.txt settings.conf /app/\n"),
+			"COPY requirements.txt settings.conf /app/\nRUN echo built > /built\n"),
 		"requirements.txt": txt("shipreq==1.5.0\n"),
 		"settings.conf":    txt("aws_access_key_id = " + secret + "\n"),
 	})
@@ -46,9 +48,15 @@ func TestAttestations(t *testing.T) {
 		"--scan", "--cache-dir", cache, "--skip-db-update", "--db-repository", "127.0.0.1:1/none/trivy-db:2",
 		"--sbom", "cyclonedx", "--build-arg", "VERSION=1.2.3", "--build-arg", "API_TOKEN=tok-" + secret}
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
-	res := runShipInTemp(t, ctx, root, epoch, args...)
+	res := runShipInTemp(t, ctx, root, append([]string{"SHIP_DEBUG=1"}, epoch...), args...)
 	if res.Code != 0 {
 		t.Fatalf("build: %s", res)
+	}
+	// The base was analysed while the RUN ran: the scan analysed only the
+	// build's two layers.
+	if !strings.Contains(res.Stderr, `msg="base image analysed during the build" layers=2`) ||
+		!regexp.MustCompile(`msg=scanned .*layers=3 cached_layers=1 `).MatchString(res.Stderr) {
+		t.Errorf("want the base analysed during the build and the scan to find it cached:\n%s", res.Stderr)
 	}
 	out := lastOutputs(t, res)
 	subject := mustRef(t, reg.Ref("att/app@"+out.Digest)).(name.Digest)
