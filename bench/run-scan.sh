@@ -8,6 +8,10 @@
 # `docker push` + `trivy image` one after another, each from a cold state.
 # Medians and ratios are printed and written to bench/out/results-scan.md.
 # Usage: bench/run-scan.sh [RUNS]   (default 3)
+# With SHIP_BASELINE=<another ship binary>, the pipeline is also run with it
+# (after the other two, each round): an A/B of a change. ship's debug logs
+# of the last pipeline run are kept in bench/out/ship-pship.log (and
+# ship-pbase.log).
 #
 # Needs: dockerd, /usr/bin/docker-registry, Go, network access to
 # deb.debian.org (apt-get in the image), and the Trivy CLI: $TRIVY, else
@@ -89,13 +93,14 @@ trivy_scan() { # $1 key, $2 cache dir
 		{ cat "$WORK/trivy.err"; exit 1; }
 	T[$1]=$(( ($(now) - t0) / 1000000 ))
 }
-pipeline_ship() { # $1 run
+pipeline_ship() { # $1 run, [$2 binary, $3 key]: ship's debug log of the last run is kept
+	local bin=${2:-$SHIP} key=${3:-pship}
 	local c; c=$(newcache)
 	local t0; t0=$(now)
-	"$SHIP" --context "$CTX" --tag "$REG/pipe/ship$1:1" --push --insecure-registry "$REG" --cache-dir "$c" \
-		--skip-db-update --scanners vuln,secret --findings-json "$WORK/p.json" >/dev/null 2>"$WORK/pship.err" ||
-		{ cat "$WORK/pship.err"; exit 1; }
-	T[pship,$1]=$(( ($(now) - t0) / 1000000 ))
+	SHIP_DEBUG=1 "$bin" --context "$CTX" --tag "$REG/pipe/$key$1:1" --push --insecure-registry "$REG" --cache-dir "$c" \
+		--skip-db-update --scanners vuln,secret --findings-json "$WORK/p.json" >/dev/null 2>"$OUT/ship-$key.log" ||
+		{ cat "$OUT/ship-$key.log"; exit 1; }
+	T[$key,$1]=$(( ($(now) - t0) / 1000000 ))
 	rm -rf "$c"
 }
 pipeline_docker() { # $1 run
@@ -120,7 +125,8 @@ for r in $(seq "$RUNS"); do
 	ship_scan "shipwarm,$r" "$sc"; trivy_scan "trivywarm,$r" "$tc"
 	rm -rf "$sc" "$tc"
 	pipeline_ship "$r"; pipeline_docker "$r"
-	echo "run $r: scan cold ship ${T[shipcold,$r]} / trivy ${T[trivycold,$r]} ms, warm ship ${T[shipwarm,$r]} / trivy ${T[trivywarm,$r]} ms, pipeline ship ${T[pship,$r]} / docker+trivy ${T[pdocker,$r]} ms"
+	if [ -n "${SHIP_BASELINE:-}" ]; then pipeline_ship "$r" "$SHIP_BASELINE" pbase; fi
+	echo "run $r: scan cold ship ${T[shipcold,$r]} / trivy ${T[trivycold,$r]} ms, warm ship ${T[shipwarm,$r]} / trivy ${T[trivywarm,$r]} ms, pipeline ship ${T[pship,$r]} / docker+trivy ${T[pdocker,$r]} ms${SHIP_BASELINE:+ / baseline ship ${T[pbase,$r]} ms}"
 done
 
 vals() { for r in $(seq "$RUNS"); do echo "${T[$1,$r]}"; done; }
@@ -138,6 +144,9 @@ PS=$(vals pship | median); PD=$(vals pdocker | median)
 	echo "| trivy image, warm | $TW | $(vals trivywarm | paste -sd' ') |"
 	echo "| ship build + push + scan | $PS | $(vals pship | paste -sd' ') |"
 	echo "| docker build + docker push + trivy image | $PD | $(vals pdocker | paste -sd' ') |"
+	if [ -n "${SHIP_BASELINE:-}" ]; then
+		echo "| baseline ship build + push + scan (\$SHIP_BASELINE) | $(vals pbase | median) | $(vals pbase | paste -sd' ') |"
+	fi
 	echo
 	echo "- scan cold: ship / trivy = $(ratio "$SC" "$TC") (target ≤ 0.5)"
 	echo "- scan warm: ship / trivy = $(ratio "$SW" "$TW") (target ≤ 1)"
