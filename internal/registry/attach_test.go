@@ -271,7 +271,7 @@ func TestAttachFallbackRegistry(t *testing.T) {
 	if err := remote.WriteIndex(idxTag, idx); err != nil {
 		t.Fatal(err)
 	}
-	idxDigest := digestOfIndex(t, idx)
+	idxDigest := digestOf(t, idx)
 	idxSubject := reg.Ref("multi@" + idxDigest.String())
 	idxDigests, err := c.Attach(ctx, idxSubject, arts[0])
 	if err != nil {
@@ -304,15 +304,6 @@ func TestAttachFallbackRegistry(t *testing.T) {
 		!strings.Contains(err.Error(), inToto) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("missing subject: %v, want one line naming %s and the artifact type", err, missing)
 	}
-}
-
-func digestOfIndex(t *testing.T, idx v1.ImageIndex) v1.Hash {
-	t.Helper()
-	d, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // TestAttachReferrersAPI attaches to a registry with the referrers API:

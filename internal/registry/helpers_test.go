@@ -123,9 +123,10 @@ func pushDirect(t *testing.T, ref string, img v1.Image) {
 	}
 }
 
-func digestOf(t *testing.T, img v1.Image) v1.Hash {
+// digestOf returns the digest of an image or an index.
+func digestOf(t *testing.T, m interface{ Digest() (v1.Hash, error) }) v1.Hash {
 	t.Helper()
-	d, err := img.Digest()
+	d, err := m.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
