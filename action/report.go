@@ -141,6 +141,9 @@ func markdownReport(cfg Config, rec *runRecord, runErr error, reportURL string) 
 		rep.Digest = rec.out.Digest
 		rep.Tags = rec.out.Tags
 		rep.Size = rec.out.Metadata.Size
+		for _, p := range rec.out.Metadata.Platforms {
+			rep.Platforms = append(rep.Platforms, markdown.Platform{Name: p.Platform, Digest: p.Digest})
+		}
 	}
 	rep.Layers = reportLayers(rec, cfg)
 	if sc := rec.sc; sc != nil {

@@ -31,6 +31,9 @@ type Report struct {
 	Tags          []string
 	// Size is the image's compressed size in bytes (0 when unknown).
 	Size int64
+	// Platforms are the images of a multi-platform index (Digest is the
+	// index's); Layers and Findings are the first platform's.
+	Platforms []Platform
 	// Layers lists the image's layers, base layers first.
 	Layers []Layer
 	// Findings are the reported findings (after the policy's filter); with
@@ -44,6 +47,12 @@ type Report struct {
 	BuildError *BuildError
 	// ReportURL links to the full report (the run's page), optional.
 	ReportURL string
+}
+
+// Platform is one platform's image in a multi-platform index.
+type Platform struct {
+	Name   string // e.g. linux/arm64
+	Digest string // the image's manifest digest
 }
 
 // Layer is one layer of the image.

@@ -177,6 +177,20 @@ func TestContent(t *testing.T) {
 				"<details><summary>1 finding fixed since", "CVE-2024-0007", "#### 2 findings: 1 from this change, 1 from the base image", "Report only"},
 			wantCount: map[string]int{"🆕": 1},
 		},
+		{
+			name: "multi-platform index",
+			r: func() Report {
+				r := rs["no_findings"]
+				r.Platforms = []Platform{{Name: "linux/amd64", Digest: "sha256:aaaa"}, {Name: "linux/arm64", Digest: "sha256:bbbb"}}
+				return r
+			}(),
+			want: []string{"| **Platforms** | linux/amd64 `sha256:aaaa`, linux/arm64 `sha256:bbbb` (layers and findings below: linux/amd64) |"},
+		},
+		{
+			name:    "one platform: no platforms row",
+			r:       rs["no_findings"],
+			wantNot: []string{"**Platforms**"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
