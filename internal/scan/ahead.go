@@ -3,8 +3,8 @@ package scan
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
