@@ -3,6 +3,7 @@ package action
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,7 @@ type Config struct {
 	Labels             map[string]string // labels added to the image
 	Platforms          []string          // target platforms, e.g. linux/amd64; several: an index
 	Attest             []string          // documents attached to pushed images: provenance, sbom, or none
+	CacheMaxSize       string            // most the build caches in CacheDir keep: 5GB, 500MB, unlimited
 	Push               bool              // push the image to every tag
 	RegistryUsername   string            // user for the registries of Tags
 	RegistryPassword   string            // password or token for the registries of Tags (secret)
@@ -356,6 +358,17 @@ func Inputs() []Input {
 			field: func(c *Config) any { return &c.CacheDir },
 		},
 		{
+			Name: "cache-max-size", Kind: KindString, Default: "5GB",
+			Description: "Most the build caches in cache-dir (extracted base images and RUN layers) keep after a run, e.g. 5GB, 500MB, or unlimited: the least recently used entries beyond it are removed (those this run used are kept; the DB and the scan cache are not counted).",
+			field:       func(c *Config) any { return &c.CacheMaxSize },
+			validate: func(c *Config) error {
+				if _, err := parseSize(c.CacheMaxSize); err != nil {
+					return fmt.Errorf("cache-max-size: %w", err)
+				}
+				return nil
+			},
+		},
+		{
 			Name: "no-cache", Kind: KindBool, Default: "false",
 			Description: "Run every RUN again instead of reusing layers from the layer cache (the cache is still updated).",
 			field:       func(c *Config) any { return &c.NoCache },
@@ -612,4 +625,30 @@ func (c Config) targetPlatforms() []v1.Platform {
 		out = append(out, p)
 	}
 	return out
+}
+
+// parseSize reads a size such as 5GB, 500MB, 1.5GiB or 1048576 (bytes);
+// unlimited is -1.
+func parseSize(s string) (int64, error) {
+	v := strings.TrimSpace(s)
+	if strings.EqualFold(v, "unlimited") {
+		return -1, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, mult := strings.ToUpper(v), 1.0
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, fmt.Errorf("invalid size %q: want e.g. 5GB, 500MB or unlimited", s)
+	}
+	return int64(f * mult), nil
 }

@@ -172,6 +172,7 @@ func TestLoadErrors(t *testing.T) {
 		{"several platforms in a tarball", append(ctx, "--platforms", "linux/amd64,linux/arm64", "--output-tar", "x.tar"), nil, "output-tar holds one image and 2 platforms are built: use output (an OCI layout holds the index)"},
 		{"bad platform", append(ctx, "--platform", "linux"), nil, `invalid platform "linux": want OS/ARCH[/VARIANT]`},
 		{"bad attestation", append(ctx, "--attest", "slsa"), nil, `invalid attestations value "slsa": want provenance, sbom or none`},
+		{"bad cache size", append(ctx, "--cache-max-size", "lots"), nil, `cache-max-size: invalid size "lots": want e.g. 5GB, 500MB or unlimited`},
 		{"none with provenance", nil, map[string]string{"SHIP_CONTEXT": dir, "INPUT_ATTESTATIONS": "none,provenance"}, "attestations: none cannot be combined with provenance"},
 		{"bad bool", append(ctx, "--push=maybe"), nil, `invalid push value "maybe": want true or false`},
 		{"bad bool input", nil, map[string]string{"SHIP_CONTEXT": dir, "INPUT_PUSH": "sure"}, `invalid push value "sure": want true or false`},
@@ -242,5 +243,21 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	}
 	if !strings.Contains(s, "prod") || !strings.Contains(s, "***") {
 		t.Errorf("LogValue misses values: %s", s)
+	}
+}
+
+// TestParseSize reads cache-max-size values.
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"5GB": 5e9, "500MB": 5e8, "1.5GiB": 3 << 29, "1048576": 1 << 20,
+		"10 kb": 1e4, "0": 0, "unlimited": -1, "Unlimited": -1, "2TB": 2e12, "7B": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "five", "-1GB", "5XB", "GB", "NaN", "Inf"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) succeeded, want an error", in)
+		}
 	}
 }

@@ -252,7 +252,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 		// A cache in a directory removed after the run only costs a copy.
 		buildOpts = append(buildOpts, build.WithoutRootFSCache())
 	} else {
-		buildOpts = append(buildOpts, build.WithLayerCache(filepath.Join(cfg.CacheDir, "layers")))
+		buildOpts = append(buildOpts, build.WithLayerCache(filepath.Join(cfg.CacheDir, build.LayerCacheSubdir)))
 	}
 	if cfg.NoCache {
 		buildOpts = append(buildOpts, build.WithoutCacheReuse())
@@ -279,6 +279,11 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	}
 	b, err := buildPlatforms(ctx, o, client, req, platforms, buildOpts, first, log)
 	endBuild()
+	if cfg.CacheDir != "" {
+		// The build is done with its caches: trim them while the run goes on.
+		done := startPrune(cfg, start, log)
+		defer func() { <-done }()
+	}
 	if err != nil {
 		return err
 	}

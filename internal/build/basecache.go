@@ -267,6 +267,7 @@ func (c *baseCache) readEntry(key string) (rep *rootfs.ExtractReport, ok bool, e
 	if err := json.Unmarshal(data, rep); err != nil {
 		return nil, false, fmt.Errorf("reading root file system cache entry %s: %w", key, err)
 	}
+	touch(filepath.Join(c.dir, key, entryReport)) // its last use, for PruneCache
 	return rep, true, nil
 }
 

@@ -25,7 +25,8 @@ import (
 // (<cache-dir>/layers): keys/<key>.json names the layer a RUN with that
 // cache key made, blobs/<digest> holds it gzipped. Entries are written to
 // a temporary name and renamed, so concurrent builds sharing the
-// directory see whole entries or none. Nothing is evicted.
+// directory see whole entries or none. PruneCache evicts the least
+// recently used.
 type layerCache struct {
 	dir string
 }
@@ -63,6 +64,7 @@ func (c *layerCache) get(key string) (l v1.Layer, ok bool) {
 	if err != nil {
 		return nil, false
 	}
+	touch(filepath.Join(c.dir, "keys", key+".json")) // its last use, for PruneCache
 	return fl, true
 }
 
