@@ -28,7 +28,7 @@ type Config struct {
 	Labels             map[string]string // labels added to the image
 	Platforms          []string          // target platforms, e.g. linux/amd64; several: an index
 	Attest             []string          // documents attached to pushed images: provenance, sbom, or none
-	CacheMaxSize       string            // most the build caches in CacheDir keep: 5GB, 500MB, unlimited
+	CacheMaxSize       string            // size limit of the build caches in CacheDir: 5GB, 500MB, unlimited
 	Push               bool              // push the image to every tag
 	RegistryUsername   string            // user for the registries of Tags
 	RegistryPassword   string            // password or token for the registries of Tags (secret)
@@ -359,7 +359,7 @@ func Inputs() []Input {
 		},
 		{
 			Name: "cache-max-size", Kind: KindString, Default: "5GB",
-			Description: "Most the build caches in cache-dir (extracted base images and RUN layers) keep after a run, e.g. 5GB, 500MB, or unlimited: the least recently used entries beyond it are removed (those this run used are kept; the DB and the scan cache are not counted).",
+			Description: "Size limit of the build caches in cache-dir (extracted base images and RUN layers), e.g. 5GB, 500MB, or unlimited: after a run the least recently used entries beyond it are removed (those the run used are kept; the DB and the scan cache are not counted).",
 			field:       func(c *Config) any { return &c.CacheMaxSize },
 			validate: func(c *Config) error {
 				if _, err := parseSize(c.CacheMaxSize); err != nil {
