@@ -1,10 +1,9 @@
 package action
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,14 +68,7 @@ func (r *recordingSource) resolved() []provenance.Dependency {
 }
 
 // attests says whether cfg.Attest asks for kind.
-func (c Config) attests(kind string) bool {
-	for _, a := range c.Attest {
-		if a == kind {
-			return true
-		}
-	}
-	return false
-}
+func (c Config) attests(kind string) bool { return slices.Contains(c.Attest, kind) }
 
 // attacher pushes documents as referrers of an image; *registry.Client is
 // one.
@@ -92,6 +84,8 @@ type attachment struct {
 	env     func(string) string
 	started time.Time
 	epoch   *time.Time // SOURCE_DATE_EPOCH: times are left out, for a reproducible document
+
+	versions map[string]string // ship's and Trivy's, for the provenance; set by attachDocuments
 }
 
 // attachDocuments attaches the provenance of each platform's image, and
@@ -101,6 +95,15 @@ func attachDocuments(ctx context.Context, a attachment, client imageClient, log 
 	at, ok := client.(attacher)
 	if !ok {
 		return nil
+	}
+	if ship, trivy := buildVersions(); ship != "" || trivy != "" {
+		a.versions = map[string]string{}
+		if ship != "" {
+			a.versions["ship"] = ship
+		}
+		if trivy != "" {
+			a.versions["trivy"] = trivy
+		}
 	}
 	var sbom *registry.Artifact
 	if a.sc != nil && a.cfg.SBOM != "" && a.cfg.attests(attestSBOM) {
@@ -159,16 +162,7 @@ func (a attachment) provenance(repo string, i int) (registry.Artifact, error) {
 	if cf, err := res.Image.ConfigFile(); err == nil && cf.Architecture != "" {
 		b.Platform = platformName(v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})
 	}
-	ship, trivy := buildVersions()
-	if ship != "" || trivy != "" {
-		b.BuilderVersion = map[string]string{}
-		if ship != "" {
-			b.BuilderVersion["ship"] = ship
-		}
-		if trivy != "" {
-			b.BuilderVersion["trivy"] = trivy
-		}
-	}
+	b.BuilderVersion = a.versions
 	if a.epoch == nil {
 		b.Started, b.Finished = a.started.UTC(), time.Now().UTC()
 	}
@@ -223,8 +217,7 @@ func tagRepositories(tags []string) []string {
 func ciSource(env func(string) string) *provenance.Source {
 	switch {
 	case env("GITHUB_ACTIONS") == "true" && env("GITHUB_REPOSITORY") != "" && env("GITHUB_SHA") != "":
-		server := strings.TrimSuffix(cmp.Or(env("GITHUB_SERVER_URL"), "https://github.com"), "/")
-		return &provenance.Source{URI: server + "/" + env("GITHUB_REPOSITORY"), Ref: env("GITHUB_REF"), Commit: env("GITHUB_SHA")}
+		return &provenance.Source{URI: githubServer(env) + "/" + env("GITHUB_REPOSITORY"), Ref: env("GITHUB_REF"), Commit: env("GITHUB_SHA")}
 	case env("GITLAB_CI") == "true" && env("CI_PROJECT_URL") != "" && env("CI_COMMIT_SHA") != "":
 		return &provenance.Source{URI: env("CI_PROJECT_URL"), Ref: env("CI_COMMIT_REF_NAME"), Commit: env("CI_COMMIT_SHA")}
 	}
@@ -234,13 +227,11 @@ func ciSource(env func(string) string) *provenance.Source {
 // ciInvocation is the URL of the CI run or job, "" off CI.
 func ciInvocation(env func(string) string) string {
 	switch {
-	case env("GITHUB_ACTIONS") == "true" && env("GITHUB_REPOSITORY") != "" && env("GITHUB_RUN_ID") != "":
-		server := strings.TrimSuffix(cmp.Or(env("GITHUB_SERVER_URL"), "https://github.com"), "/")
-		u := fmt.Sprintf("%s/%s/actions/runs/%s", server, env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID"))
+	case env("GITHUB_ACTIONS") == "true" && runURL(env) != "":
 		if n := env("GITHUB_RUN_ATTEMPT"); n != "" {
-			u += "/attempts/" + n
+			return runURL(env) + "/attempts/" + n
 		}
-		return u
+		return runURL(env)
 	case env("GITLAB_CI") == "true":
 		return env("CI_JOB_URL")
 	}

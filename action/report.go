@@ -1,6 +1,7 @@
 package action
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,11 +127,17 @@ func (r *reports) sarifBytes(rec *runRecord) []byte {
 
 // runURL is the page of the workflow run on GitHub, "" when unknown.
 func runURL(env func(string) string) string {
-	server, repo, id := env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")
-	if server == "" || repo == "" || id == "" {
+	repo, id := env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")
+	if repo == "" || id == "" {
 		return ""
 	}
-	return strings.TrimSuffix(server, "/") + "/" + repo + "/actions/runs/" + id
+	return githubServer(env) + "/" + repo + "/actions/runs/" + id
+}
+
+// githubServer is the GitHub server's URL (GITHUB_SERVER_URL, else
+// https://github.com), without a trailing slash.
+func githubServer(env func(string) string) string {
+	return strings.TrimSuffix(cmp.Or(env("GITHUB_SERVER_URL"), "https://github.com"), "/")
 }
 
 // markdownReport gathers what the Markdown reports show of a run that
