@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -180,19 +179,15 @@ func (a attachment) provenance(repo string, i int) (registry.Artifact, error) {
 
 // sbom is the scan's SBOM in the format of the sbom input.
 func (a attachment) sbom(ctx context.Context) (registry.Artifact, error) {
-	format, err := scan.ParseSBOMFormat(a.cfg.SBOM)
+	doc, err := a.sc.sbomDocument(ctx, a.cfg)
 	if err != nil {
 		return registry.Artifact{}, err
 	}
-	var buf strings.Builder
-	if err := a.sc.result.WriteSBOM(ctx, &buf, format); err != nil {
-		return registry.Artifact{}, err
-	}
 	mt := "application/vnd.cyclonedx+json"
-	if format == scan.SBOMSPDX {
+	if format, _ := scan.ParseSBOMFormat(a.cfg.SBOM); format == scan.SBOMSPDX { // parsed by sbomDocument
 		mt = "application/spdx+json"
 	}
-	return registry.Artifact{ArtifactType: mt, MediaType: mt, Data: []byte(buf.String())}, nil
+	return registry.Artifact{ArtifactType: mt, MediaType: mt, Data: doc}, nil
 }
 
 // tagRepositories are the repositories of tags, each once, in order.

@@ -43,6 +43,26 @@ type scanOutcome struct {
 	reported   []findings.Finding // what the policy reports
 	gate       []findings.Finding // what fails the run
 	comparedTo string             // the image compared to; "" when none was read
+	sbom       []byte             // the SBOM, once sbomDocument rendered it
+}
+
+// sbomDocument is the scan's SBOM in the format of the sbom input,
+// rendered once: the SBOM file and the SBOM attached to the image are the
+// same bytes.
+func (sc *scanOutcome) sbomDocument(ctx context.Context, cfg Config) ([]byte, error) {
+	if sc.sbom != nil {
+		return sc.sbom, nil
+	}
+	format, err := scan.ParseSBOMFormat(cfg.SBOM)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := sc.result.WriteSBOM(ctx, &buf, format); err != nil {
+		return nil, err
+	}
+	sc.sbom = buf.Bytes()
+	return sc.sbom, nil
 }
 
 // scanOptions turns the scan inputs into scan options (origins, source and
@@ -331,15 +351,11 @@ func writeScanFiles(ctx context.Context, cfg Config, sc *scanOutcome, image, dig
 		files.sarif, files.sarifLog = cfg.SARIFFile, buf.Bytes()
 	}
 	if p := cfg.sbomFile(); p != "" {
-		format, err := scan.ParseSBOMFormat(cfg.SBOM)
+		doc, err := sc.sbomDocument(ctx, cfg)
 		if err != nil {
 			return files, err
 		}
-		var buf strings.Builder
-		if err := sc.result.WriteSBOM(ctx, &buf, format); err != nil {
-			return files, err
-		}
-		if err := writeFileAtomic(p, []byte(buf.String())); err != nil {
+		if err := writeFileAtomic(p, doc); err != nil {
 			return files, err
 		}
 		files.sbom = p

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -110,6 +111,11 @@ func TestAttestations(t *testing.T) {
 	}
 	if !strings.Contains(docs["application/vnd.cyclonedx+json"], "shipreq") {
 		t.Errorf("the SBOM referrer does not list shipreq")
+	}
+	// The SBOM attached is the SBOM file, byte for byte (one rendering:
+	// CycloneDX has a serial number and a time).
+	if file, err := os.ReadFile(filepath.Join(root, "ship-sbom.cdx.json")); err != nil || string(file) != docs["application/vnd.cyclonedx+json"] {
+		t.Errorf("the SBOM file (%v) differs from the SBOM attached", err)
 	}
 
 	// Same inputs again: the same documents, no new referrer.
