@@ -91,29 +91,10 @@ func (c *Client) PushIndex(ctx context.Context, refs, tags []string) (v1.Hash, [
 		}
 	}
 	idx := newIndex(adds)
-	digest, err := idx.Digest()
-	if err != nil {
-		return v1.Hash{}, nil, fmt.Errorf("computing index digest: %w", err)
-	}
-	var written []string
-	for i, t := range tags {
-		tag, _ := c.parseTag(t) // parsed above
-		reg := tag.RegistryStr()
-		cred, err := c.resolve(reg, pushRegs)
-		if err == nil {
-			c.opts.logger.Info("pushing index", "tag", tag.String(), "digest", digest.String(), "images", len(merged), "credentials", cred.source)
-			if werr := remote.WriteIndex(tag, idx, c.remoteOptions(ctx, cred.auth)...); werr != nil {
-				err = c.describe(werr, tag.String(), reg, cred.source, true)
-			}
-		} else {
-			err = c.scrub(err)
-		}
-		if err != nil {
-			return digest, merged, &PushError{Digest: digest, Written: written, NotWritten: tags[i:], Err: err}
-		}
-		written = append(written, tag.String())
-	}
-	return digest, merged, nil
+	digest, err := c.push(ctx, idx, tags, func(tag name.Tag, opts []remote.Option) error {
+		return remote.WriteIndex(tag, idx, opts...)
+	})
+	return digest, merged, err
 }
 
 // addIndexEntries adds the platform images of the index desc names:
