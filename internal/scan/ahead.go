@@ -12,10 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/aquasecurity/trivy/pkg/cache"
-	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
-	"github.com/aquasecurity/trivy/pkg/javadb"
 )
 
 // AnalyseBase analyses the layers of base, the image a build starts FROM,
@@ -47,20 +43,12 @@ func AnalyseBase(ctx context.Context, base v1.Image, instructions []string, opts
 	defer trivyMu.Unlock()
 	restore := routeTrivyLogs(o.logger)
 	defer restore()
-	if o.has(ScannerVuln) {
-		// As in Scan: the jar analyser reads the Java DB.
-		javadb.Init(o.cacheDir, o.javaDBRefs(), o.skipDBUpdate, true, ftypes.RegistryOptions{Insecure: o.insecure})
+	c, fsCache, err := o.layerCache(ctx)
+	if err != nil {
+		return 0, err
 	}
-	var c cache.ArtifactCache
-	if o.serverURL != "" {
-		c = cache.NewRemoteCache(ctx, cache.RemoteOptions{ServerAddr: o.serverURL, CustomHeaders: o.serverHeaders})
-	} else {
-		fsCache, err := cache.NewFSCache(o.cacheDir)
-		if err != nil {
-			return 0, fmt.Errorf("opening layer cache in %s: %w", o.cacheDir, err)
-		}
+	if fsCache != nil {
 		defer fsCache.Close()
-		c = fsCache
 	}
 	counting := &countingCache{ArtifactCache: c}
 	art, err := o.newArtifact(img, counting)

@@ -109,21 +109,21 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 		return nil, fmt.Errorf("reading image manifest: %w", err)
 	}
 
-	var (
-		st       dbState
-		backend  tscan.Backend
-		artCache cache.ArtifactCache
-	)
-	if o.has(ScannerVuln) {
-		// The Java DB is downloaded only when a jar file is analysed; jars
-		// are analysed on this side in client/server mode too.
-		javadb.Init(o.cacheDir, o.javaDBRefs(), o.skipDBUpdate, true, ftypes.RegistryOptions{Insecure: o.insecure})
+	artCache, fsCache, err := o.layerCache(ctx)
+	if err != nil {
+		return nil, err
 	}
+	if fsCache != nil {
+		defer fsCache.Close()
+	}
+	var (
+		st      dbState
+		backend tscan.Backend
+	)
 	if o.serverURL != "" {
 		// Client/server mode, as Trivy's createRemoteService: the server
 		// holds the DB and the layer cache; layers it lacks are analysed
 		// here and sent to it.
-		artCache = cache.NewRemoteCache(ctx, cache.RemoteOptions{ServerAddr: o.serverURL, CustomHeaders: o.serverHeaders})
 		backend = client.NewService(client.ServiceOption{RemoteURL: o.serverURL, CustomHeaders: o.serverHeaders})
 	} else {
 		if o.has(ScannerVuln) {
@@ -135,12 +135,6 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 			}
 			defer trivydb.Close()
 		}
-		fsCache, err := cache.NewFSCache(o.cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("opening layer cache in %s: %w", o.cacheDir, err)
-		}
-		defer fsCache.Close()
-		artCache = fsCache
 		backend = local.NewService(applier.NewApplier(fsCache), ospkg.NewScanner(), langpkg.NewScanner(),
 			vulnerability.NewClient(tdb.Config{}))
 	}
@@ -179,6 +173,25 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 		slog.Int("layers", res.Stats.Layers), slog.Int("analysed", len(res.Stats.AnalysedLayers)),
 		slog.Duration("took", res.Stats.Duration))
 	return res, nil
+}
+
+// layerCache opens the layer cache the analysis reads and writes: the
+// Trivy server's in client/server mode, else the FS cache in the cache dir
+// (returned as fs too, for the local scan and for the caller to close). It
+// also points Trivy at the Java DB, which the jar analyser reads (on this
+// side in client/server mode too; downloaded only when a jar is found).
+func (o *options) layerCache(ctx context.Context) (c cache.ArtifactCache, fs *cache.FSCache, err error) {
+	if o.has(ScannerVuln) {
+		javadb.Init(o.cacheDir, o.javaDBRefs(), o.skipDBUpdate, true, ftypes.RegistryOptions{Insecure: o.insecure})
+	}
+	if o.serverURL != "" {
+		return cache.NewRemoteCache(ctx, cache.RemoteOptions{ServerAddr: o.serverURL, CustomHeaders: o.serverHeaders}), nil, nil
+	}
+	fsCache, err := cache.NewFSCache(o.cacheDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening layer cache in %s: %w", o.cacheDir, err)
+	}
+	return fsCache, &fsCache, nil
 }
 
 // newArtifact is Trivy's image artifact of img, analysing into c. Its
