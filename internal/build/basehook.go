@@ -1,41 +1,32 @@
 package build
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/intesys/ship-action/internal/dockerfile"
 )
 
-// chainRoot is the first stage of the target's FROM chain: the target, or
-// the stage it is built on, and so on.
-func (b *builder) chainRoot() *dockerfile.ResolvedStage {
-	s := b.plan.Target
-	for s.BaseStage != nil {
-		s = s.BaseStage
-	}
-	return s
-}
-
-// inChain reports whether s is in the target's FROM chain.
-func (b *builder) inChain(s *dockerfile.ResolvedStage) bool {
-	for c := b.plan.Target; c != nil; c = c.BaseStage {
-		if c == s {
-			return true
-		}
-	}
-	return false
-}
-
-// chainInstructions are the names of the instructions of the target's
-// FROM chain, root first, upper case.
-func (b *builder) chainInstructions() []string {
+// targetChain is the target's FROM chain, root first: the stage the
+// target is built on, the one that stage is built on, and so on.
+func (b *builder) targetChain() []*dockerfile.ResolvedStage {
 	var chain []*dockerfile.ResolvedStage
 	for c := b.plan.Target; c != nil; c = c.BaseStage {
 		chain = append(chain, c)
 	}
+	slices.Reverse(chain)
+	return chain
+}
+
+// chainRoot is the first stage of the target's FROM chain.
+func (b *builder) chainRoot() *dockerfile.ResolvedStage { return b.targetChain()[0] }
+
+// chainInstructions are the names of the instructions of the target's
+// FROM chain, root first, upper case.
+func (b *builder) chainInstructions() []string {
 	var out []string
-	for i := len(chain) - 1; i >= 0; i-- {
-		for _, c := range chain[i].Commands {
+	for _, s := range b.targetChain() {
+		for _, c := range s.Commands {
 			out = append(out, strings.ToUpper(c.Name()))
 		}
 	}
@@ -45,7 +36,7 @@ func (b *builder) chainInstructions() []string {
 // callBaseHook calls WithBaseImageHook's hook the first time a RUN of the
 // target's FROM chain executes.
 func (b *builder) callBaseHook(s *dockerfile.ResolvedStage) {
-	if b.opts.baseHook == nil || !b.inChain(s) {
+	if b.opts.baseHook == nil || !slices.Contains(b.targetChain(), s) {
 		return
 	}
 	b.baseHookOnce.Do(func() {
