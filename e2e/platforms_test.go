@@ -65,11 +65,7 @@ func pushMultiArchBase(t *testing.T, reg *testbed.Registry) (string, map[string]
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 	ref := reg.Ref("base:multi")
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(r, idx); err != nil {
+	if err := remote.WriteIndex(mustRef(t, ref), idx); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
 	return ref, firsts
@@ -104,10 +100,7 @@ func TestMultiPlatform(t *testing.T) {
 	}
 	out := lastOutputs(t, res)
 
-	r, err := name.ParseReference(tag, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustRef(t, tag)
 	idx, err := remote.Index(r)
 	if err != nil {
 		t.Fatalf("reading the index %s: %v", tag, err)
