@@ -99,6 +99,32 @@ func ociManifestSchema(t *testing.T) *jsonschema.Schema {
 
 // checkArtifact reads the artifact manifest repo@d and checks it against a
 // and subject.
+// attachChecked attaches arts to subject, expects one digest per artifact,
+// checks each artifact's manifest (checkArtifact) and returns the
+// subject's reference and the digests.
+func attachChecked(t *testing.T, c *Client, sch *jsonschema.Schema, subject string, arts ...Artifact) (name.Digest, []v1.Hash) {
+	t.Helper()
+	digests, err := c.Attach(context.Background(), subject, arts...)
+	if err != nil {
+		t.Fatalf("Attach to %s: %v", subject, err)
+	}
+	if len(digests) != len(arts) {
+		t.Fatalf("Attach to %s returned %v, want %d digests", subject, digests, len(arts))
+	}
+	ref, err := name.NewDigest(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range arts {
+		checkArtifact(t, sch, ref.Context(), digests[i], a, *desc)
+	}
+	return ref, digests
+}
+
 func checkArtifact(t *testing.T, sch *jsonschema.Schema, repo name.Repository, d v1.Hash, a Artifact, subject v1.Descriptor) {
 	t.Helper()
 	desc, err := remote.Get(repo.Digest(d.String()))
@@ -206,23 +232,9 @@ func TestAttachFallbackRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	subject := reg.Ref("app@" + imgDigest.String())
-	digests, err := c.Attach(ctx, subject, arts...)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	if len(digests) != 2 || digests[0] == digests[1] {
+	subjRef, digests := attachChecked(t, c, sch, subject, arts...)
+	if digests[0] == digests[1] {
 		t.Fatalf("Attach returned %v, want two digests", digests)
-	}
-	subjRef, err := name.NewDigest(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	subjDesc, err := remote.Head(subjRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, a := range arts {
-		checkArtifact(t, sch, subjRef.Context(), digests[i], a, *subjDesc)
 	}
 	checkReferrers(t, subjRef, map[v1.Hash]string{digests[0]: inToto, digests[1]: cycloneDX})
 
@@ -243,6 +255,10 @@ func TestAttachFallbackRegistry(t *testing.T) {
 	}
 
 	// The image's tag still names the image.
+	subjDesc, err := remote.Head(subjRef)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tag, err := name.NewTag(reg.Ref("app:1"))
 	if err != nil {
 		t.Fatal(err)
@@ -273,22 +289,7 @@ func TestAttachFallbackRegistry(t *testing.T) {
 	}
 	idxDigest := digestOf(t, idx)
 	idxSubject := reg.Ref("multi@" + idxDigest.String())
-	idxDigests, err := c.Attach(ctx, idxSubject, arts[0])
-	if err != nil {
-		t.Fatalf("Attach to an index: %v", err)
-	}
-	idxRef, err := name.NewDigest(idxSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idxDesc, err := remote.Head(idxRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(idxDigests) != 1 {
-		t.Fatalf("Attach to an index returned %v", idxDigests)
-	}
-	checkArtifact(t, sch, idxRef.Context(), idxDigests[0], arts[0], *idxDesc)
+	idxRef, idxDigests := attachChecked(t, c, sch, idxSubject, arts[0])
 	checkReferrers(t, idxRef, map[v1.Hash]string{idxDigests[0]: inToto})
 	if d, err := remote.Head(idxTag); err != nil || d.Digest != idxDigest {
 		t.Errorf("multi:1 after Attach: %+v (%v), want %s", d, err, idxDigest)
@@ -320,25 +321,7 @@ func TestAttachReferrersAPI(t *testing.T) {
 	subject := host + "/app@" + imgDigest.String()
 	rec.reset()
 	arts := testArtifacts()
-	digests, err := c.Attach(ctx, subject, arts...)
-	if err != nil {
-		t.Fatalf("Attach: %v", err)
-	}
-	if len(digests) != 2 {
-		t.Fatalf("Attach returned %v", digests)
-	}
-	subjRef, err := name.NewDigest(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	subjDesc, err := remote.Head(subjRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sch := ociManifestSchema(t)
-	for i, a := range arts {
-		checkArtifact(t, sch, subjRef.Context(), digests[i], a, *subjDesc)
-	}
+	subjRef, digests := attachChecked(t, c, ociManifestSchema(t), subject, arts...)
 	// ggcr's registry lists config.mediaType as the artifactType, whatever
 	// the manifest's artifactType (pkg/registry/manifest.go,
 	// handleReferrers): compare the digests only; checkArtifact checked
