@@ -2,16 +2,25 @@
 # Benchmark of issue 4: scanning the Debian bookworm + python3 image of
 # bench/run-apt.sh with ship (Trivy as a library, in process) and with the
 # Trivy CLI (`trivy image`, the same Trivy version), same DB, same
-# scanners (vuln,secret), cold (a new cache dir holding only the DB) and
-# warm (the same cache dir again: layers analysed before), interleaved; and
-# the whole pipeline: `ship` build + push + scan against `docker build` +
-# `docker push` + `trivy image` one after another, each from a cold state.
+# scanners (vuln,secret).
+#
+# Each round, interleaved:
+# - `ship scan IMAGE` and `trivy image IMAGE` of the pushed image, cold (a
+#   new cache dir holding only the DB) and warm (the same cache dir again:
+#   layers analysed before): both fetch and analyse the same image;
+# - the whole pipeline from a cold state: `ship` build + push + scan,
+#   `ship` build + push without the scan (--scan=false), and `docker
+#   build` + `docker push` + `trivy image` one after another. ship's scan
+#   step inside its pipeline (the image it holds, no pull; the base image
+#   analysed while the build runs) costs the difference of the first two:
+#   that is what is compared with `trivy image`, cold.
 # Medians and ratios are printed and written to bench/out/results-scan.md.
 # Usage: bench/run-scan.sh [RUNS]   (default 3)
-# With SHIP_BASELINE=<another ship binary>, the pipeline is also run with it
-# (after the other two, each round): an A/B of a change. ship's debug logs
-# of the last pipeline run are kept in bench/out/ship-pship.log (and
-# ship-pbase.log).
+# With SHIP_BASELINE=<another ship binary>, the pipeline with the scan is
+# also run with it (after the others, each round): an A/B of a change.
+# ship's debug logs of the last round's pipelines are kept in
+# bench/out/ship-pship.log, ship-pnoscan.log (and ship-pbase.log); only the
+# last round logs at debug level.
 #
 # Needs: dockerd, /usr/bin/docker-registry, Go, network access to
 # deb.debian.org (apt-get in the image), and the Trivy CLI: $TRIVY, else
@@ -93,14 +102,16 @@ trivy_scan() { # $1 key, $2 cache dir
 		{ cat "$WORK/trivy.err"; exit 1; }
 	T[$1]=$(( ($(now) - t0) / 1000000 ))
 }
-pipeline_ship() { # $1 run, [$2 binary, $3 key]: ship's debug log of the last run is kept
-	local bin=${2:-$SHIP} key=${3:-pship}
+pipeline_ship() { # $1 run, $2 key, [$3 binary], [more flags]
+	local r=$1 key=$2 bin=${3:-$SHIP}
+	shift 3 || shift $#
 	local c; c=$(newcache)
+	local debug=; [ "$r" = "$RUNS" ] && debug=1
 	local t0; t0=$(now)
-	SHIP_DEBUG=1 "$bin" --context "$CTX" --tag "$REG/pipe/$key$1:1" --push --insecure-registry "$REG" --cache-dir "$c" \
-		--skip-db-update --scanners vuln,secret --findings-json "$WORK/p.json" >/dev/null 2>"$OUT/ship-$key.log" ||
+	SHIP_DEBUG=$debug "$bin" --context "$CTX" --tag "$REG/pipe/$key$r:1" --push --insecure-registry "$REG" --cache-dir "$c" \
+		--skip-db-update --scanners vuln,secret --findings-json "$WORK/p.json" "$@" >/dev/null 2>"$OUT/ship-$key.log" ||
 		{ cat "$OUT/ship-$key.log"; exit 1; }
-	T[$key,$1]=$(( ($(now) - t0) / 1000000 ))
+	T[$key,$r]=$(( ($(now) - t0) / 1000000 ))
 	rm -rf "$c"
 }
 pipeline_docker() { # $1 run
@@ -124,9 +135,10 @@ for r in $(seq "$RUNS"); do
 	ship_scan "shipcold,$r" "$sc"; trivy_scan "trivycold,$r" "$tc"
 	ship_scan "shipwarm,$r" "$sc"; trivy_scan "trivywarm,$r" "$tc"
 	rm -rf "$sc" "$tc"
-	pipeline_ship "$r"; pipeline_docker "$r"
-	if [ -n "${SHIP_BASELINE:-}" ]; then pipeline_ship "$r" "$SHIP_BASELINE" pbase; fi
-	echo "run $r: scan cold ship ${T[shipcold,$r]} / trivy ${T[trivycold,$r]} ms, warm ship ${T[shipwarm,$r]} / trivy ${T[trivywarm,$r]} ms, pipeline ship ${T[pship,$r]} / docker+trivy ${T[pdocker,$r]} ms${SHIP_BASELINE:+ / baseline ship ${T[pbase,$r]} ms}"
+	pipeline_ship "$r" pship; pipeline_ship "$r" pnoscan "$SHIP" --scan=false; pipeline_docker "$r"
+	if [ -n "${SHIP_BASELINE:-}" ]; then pipeline_ship "$r" pbase "$SHIP_BASELINE"; fi
+	T[pstep,$r]=$(( T[pship,$r] - T[pnoscan,$r] ))
+	echo "run $r: scan cold ship ${T[shipcold,$r]} / trivy ${T[trivycold,$r]} ms, warm ship ${T[shipwarm,$r]} / trivy ${T[trivywarm,$r]} ms, pipeline ship ${T[pship,$r]} (without scan ${T[pnoscan,$r]}) / docker+trivy ${T[pdocker,$r]} ms${SHIP_BASELINE:+ / baseline ship ${T[pbase,$r]} ms}"
 done
 
 vals() { for r in $(seq "$RUNS"); do echo "${T[$1,$r]}"; done; }
@@ -134,7 +146,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 SC=$(vals shipcold | median); TC=$(vals trivycold | median)
 SW=$(vals shipwarm | median); TW=$(vals trivywarm | median)
-PS=$(vals pship | median); PD=$(vals pdocker | median)
+PS=$(vals pship | median); PD=$(vals pdocker | median); PN=$(vals pnoscan | median)
+STEP=$(vals pstep | median)
 {
 	echo "| measurement | median ms ($RUNS runs) | runs (ms) |"
 	echo "|---|---:|---|"
@@ -143,12 +156,15 @@ PS=$(vals pship | median); PD=$(vals pdocker | median)
 	echo "| ship scan, warm | $SW | $(vals shipwarm | paste -sd' ') |"
 	echo "| trivy image, warm | $TW | $(vals trivywarm | paste -sd' ') |"
 	echo "| ship build + push + scan | $PS | $(vals pship | paste -sd' ') |"
+	echo "| ship build + push, no scan | $PN | $(vals pnoscan | paste -sd' ') |"
+	echo "| ship's scan step in its pipeline (with scan - without, per round) | $STEP | $(vals pstep | paste -sd' ') |"
 	echo "| docker build + docker push + trivy image | $PD | $(vals pdocker | paste -sd' ') |"
 	if [ -n "${SHIP_BASELINE:-}" ]; then
 		echo "| baseline ship build + push + scan (\$SHIP_BASELINE) | $(vals pbase | median) | $(vals pbase | paste -sd' ') |"
 	fi
 	echo
-	echo "- scan cold: ship / trivy = $(ratio "$SC" "$TC") (target ≤ 0.5)"
+	echo "- scan step cold, in ship's pipeline: (ship with scan - without) / trivy image cold = $(ratio "$STEP" "$TC") (target ≤ 0.5); difference of the medians: $(ratio $((PS - PN)) "$TC")"
+	echo "- ship scan IMAGE cold (fetches the image, as trivy does): ship / trivy = $(ratio "$SC" "$TC")"
 	echo "- scan warm: ship / trivy = $(ratio "$SW" "$TW") (target ≤ 1)"
 	echo "- pipeline: ship / (docker + trivy) = $(ratio "$PS" "$PD") (target ≤ 0.4)"
 	echo

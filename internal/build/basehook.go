@@ -34,7 +34,7 @@ func (b *builder) chainInstructions() []string {
 }
 
 // callBaseHook calls WithBaseImageHook's hook the first time a RUN of the
-// target's FROM chain executes.
+// target's FROM chain executes, just before its process starts.
 func (b *builder) callBaseHook(s *dockerfile.ResolvedStage) {
 	if b.opts.baseHook == nil || !slices.Contains(b.targetChain(), s) {
 		return

@@ -2,8 +2,10 @@ package build
 
 import (
 	"context"
+	"io/fs"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -64,5 +66,33 @@ func TestBaseImageHook(t *testing.T) {
 	// Only a stage outside the chain runs RUN: no call.
 	if c := build("FROM other AS tool\nRUN echo tool2 > /tool\nFROM busybox\nCOPY --from=tool /tool /tool\n"); len(c) != 0 {
 		t.Errorf("a RUN outside the target's chain called the hook %d times", len(c))
+	}
+}
+
+// TestBaseImageHookAfterExtraction: the hook is called once the RUN's root
+// file system is ready, so that work on the base does not compete with its
+// extraction: the base's files are on disk when it runs.
+func TestBaseImageHookAfterExtraction(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	busybox := testbed.BusyboxImage(t, testbed.WithFile("/etc/hook-marker", "x\n"))
+	cache := t.TempDir()
+	var found []string
+	hook := func(v1.Image, []string) {
+		_ = filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, "/etc/hook-marker") {
+				found = append(found, p)
+			}
+			return nil
+		})
+	}
+	f := fixture{dockerfile: "FROM busybox\nRUN echo built > /built\n"}
+	src := &memSource{images: map[string]v1.Image{"busybox": busybox}}
+	if _, err := Build(context.Background(), f.request(t), WithImageSource(src), WithCacheDir(cache),
+		WithBaseImageHook(hook)); err != nil {
+		t.Fatal(err)
+	}
+	if len(found) == 0 {
+		t.Error("the hook ran before the base image was extracted for the RUN")
 	}
 }

@@ -83,7 +83,8 @@ func WithLayerHook(hook func(v1.Layer)) Option {
 
 // WithBaseImageHook calls hook once per build, when the first RUN of the
 // stages the image is made of (the target and the stages it is built FROM)
-// starts to execute, with the image those stages start FROM and the names
+// starts to execute, its root file system ready (the base image extracted:
+// work on the base then no longer competes with the extraction), with the image those stages start FROM and the names
 // of the instructions they run after it, in order and upper case ("RUN",
 // "COPY", "CMD", ...). A caller can work on the base image, e.g. analyse
 // it for a scan, while the RUN runs. Nothing is called when the stages

@@ -75,7 +75,6 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	if err := st.checkEmulation(); err != nil {
 		return -1, err
 	}
-	st.b.callBaseHook(st.s)
 	root, err := st.rootDir()
 	if err != nil {
 		return -1, err
@@ -145,6 +144,10 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		Stdout:  out,
 		Stderr:  out,
 	}
+	// Only now that the root file system is ready: work on the base image
+	// (the scan's analysis of its layers) would otherwise compete with its
+	// extraction, which this RUN waits for.
+	st.b.callBaseHook(st.s)
 	st.b.opts.logger.Debug("running", "stage", st.s.DisplayName(), "args", args, "user", fmt.Sprintf("%d:%d", uid, gid), "dir", wd)
 	t0 = time.Now()
 	res, runErr := sandbox.Run(st.b.runCtx, spec, sandbox.WithMode(mode), sandbox.WithLogger(st.b.opts.logger))

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/intesys/ship-action/internal/layer"
 
 	"github.com/aquasecurity/trivy/pkg/cache"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
@@ -60,21 +64,43 @@ func (i *trivyImage) RepoDigests() []string {
 	return nil
 }
 
-// LayerByDiffID wraps a layer that is not a pointer in one: Trivy's artifact
-// decides by reflection whether a layer is compressed
-// (reflect.TypeOf(l).Elem()), which panics on other kinds.
+// LayerByDiffID returns the layer in a form Trivy's artifact reads well.
+// Trivy's artifact decides by reflection whether a layer is compressed
+// (reflect.TypeOf(l).Elem(), a struct without an UncompressedLayer field),
+// which panics on other kinds: layers it takes as uncompressed are returned
+// as they are (Trivy does not ask for their digest, and wrapping them would
+// make it compute one), every other layer is wrapped in a gzipLayer.
 func (i *trivyImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 	l, err := i.Image.LayerByDiffID(h)
 	if err != nil {
 		return nil, err
 	}
-	if reflect.TypeOf(l).Kind() == reflect.Pointer {
-		return l, nil
+	if t := reflect.TypeOf(l); t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		if _, uncompressed := t.Elem().FieldByName("UncompressedLayer"); uncompressed {
+			return l, nil
+		}
 	}
-	return &layer{Layer: l}, nil
+	return &gzipLayer{Layer: l}, nil
 }
 
-type layer struct{ v1.Layer }
+// gzipLayer decompresses a gzip layer with pgzip (klauspost's inflater,
+// decoding ahead in its own goroutine) instead of compress/gzip, which
+// go-containerregistry's layers use: Trivy's walk of a layer reads the tar
+// in one goroutine, and the inflater was the largest part of it.
+type gzipLayer struct{ v1.Layer }
+
+// Uncompressed returns the layer's tar.
+func (l *gzipLayer) Uncompressed() (io.ReadCloser, error) {
+	mt, err := l.MediaType()
+	if err != nil || (mt != types.DockerLayer && mt != types.OCILayer) {
+		return l.Layer.Uncompressed()
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return layer.Gunzip(rc)
+}
 
 // countingCache records which layers were analysed (stored in the cache)
 // during one scan.
