@@ -52,6 +52,8 @@ type Config struct {
 	IgnoreBase       bool     // report but do not fail on base-image findings
 	TrivyIgnores     []string // .trivyignore / .trivyignore.yaml files; empty: those of the context, if any
 	VEX              []string // VEX documents
+	SkipFiles        []string // globs of files left out of the scan
+	SkipDirs         []string // globs of directories left out of the scan
 	DBRepository     []string // vulnerability DB repositories, tried in order
 	SkipDBUpdate     bool     // use the DB in the cache as it is
 	TrivyServer      string   // Trivy server URL (client/server mode)

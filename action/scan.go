@@ -94,6 +94,12 @@ func scanOptions(cfg Config, lookup LookupEnv, log *slog.Logger) ([]scan.Option,
 	if len(cfg.VEX) > 0 {
 		opts = append(opts, scan.WithVEX(cfg.VEX...))
 	}
+	if len(cfg.SkipFiles) > 0 {
+		opts = append(opts, scan.WithSkipFiles(cfg.SkipFiles...))
+	}
+	if len(cfg.SkipDirs) > 0 {
+		opts = append(opts, scan.WithSkipDirs(cfg.SkipDirs...))
+	}
 	if cfg.TrivyServer != "" {
 		h := http.Header{}
 		if cfg.TrivyServerToken != "" {

@@ -478,6 +478,14 @@ func TestScanConfig(t *testing.T) {
 		{name: "bad compare-to", args: []string{"--compare-to", "UPPER/case:x"}, wantErr: "compare-to"},
 		{name: "bad db repository", args: []string{"--db-repository", "Bad Repo"}, wantErr: `db-repository "Bad Repo"`},
 		{name: "scan-before-push without scan", args: []string{"--scan=false", "--scan-before-push"}, wantErr: "scan-before-push needs scan"},
+		{name: "skip patterns", args: []string{"--skip-files", "**/*.pem", "--skip-file", "/app/key", "--skip-dirs", "/var/lib/apt/lists"},
+			check: func(t *testing.T, c Config) {
+				if !slices.Equal(c.SkipFiles, []string{"**/*.pem", "/app/key"}) || !slices.Equal(c.SkipDirs, []string{"/var/lib/apt/lists"}) {
+					t.Errorf("skip files %q dirs %q", c.SkipFiles, c.SkipDirs)
+				}
+			}},
+		{name: "bad skip-files pattern", args: []string{"--skip-files", "app/[a-"}, wantErr: `skip-files: "app/[a-" is not a valid path pattern`},
+		{name: "empty skip-dirs pattern", env: map[string]string{"SHIP_SKIP_DIRS": "/"}, wantErr: `skip-dirs: "/" is not a valid path pattern`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,6 +77,28 @@ func scanInputs() []Input {
 			check:       func(c *Config) error { return filesExist("vex", c.VEX) },
 		},
 		{
+			Name: "skip-files", Kind: KindList, Alias: "skip-file",
+			Description: "Files left out of the scan: globs matched against paths in the image, e.g. /app/testdata/*.pem or **/*.key (as trivy --skip-files).",
+			field:       func(c *Config) any { return &c.SkipFiles },
+			validate: func(c *Config) error {
+				if err := scan.CheckPathPatterns(c.SkipFiles); err != nil {
+					return fmt.Errorf("skip-files: %w", err)
+				}
+				return nil
+			},
+		},
+		{
+			Name: "skip-dirs", Kind: KindList, Alias: "skip-dir",
+			Description: "Directories left out of the scan, with everything under them: globs, e.g. /var/lib/apt/lists or **/node_modules (as trivy --skip-dirs).",
+			field:       func(c *Config) any { return &c.SkipDirs },
+			validate: func(c *Config) error {
+				if err := scan.CheckPathPatterns(c.SkipDirs); err != nil {
+					return fmt.Errorf("skip-dirs: %w", err)
+				}
+				return nil
+			},
+		},
+		{
 			Name: "db-repository", Kind: KindList, Alias: "db-repositories", Default: strings.Join(scan.DefaultDBRepositories(), ","),
 			Description: "OCI repositories of the vulnerability DB, tried in order.",
 			field:       func(c *Config) any { return &c.DBRepository },

@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
 
 	trivydb "github.com/aquasecurity/trivy/pkg/db"
 	"github.com/aquasecurity/trivy/pkg/javadb"
@@ -65,6 +68,8 @@ type options struct {
 	insecure       bool
 	ignoreFiles    []string
 	vexFiles       []string
+	skipFiles      []string
+	skipDirs       []string
 	serverURL      string
 	serverHeaders  http.Header
 }
@@ -237,6 +242,46 @@ func WithVEX(paths ...string) Option {
 		o.vexFiles = append(o.vexFiles, paths...)
 		return nil
 	}
+}
+
+// WithSkipFiles leaves the files that match patterns out of the analysis,
+// as Trivy's --skip-files: globs with "**" (doublestar), matched against
+// the path in the image with or without its leading "/", e.g.
+// "/app/testdata/*.pem" or "**/*.key". An invalid pattern is an error (see
+// CheckPathPatterns).
+func WithSkipFiles(patterns ...string) Option {
+	return func(o *options) error {
+		if err := CheckPathPatterns(patterns); err != nil {
+			return fmt.Errorf("setting files to skip: %w", err)
+		}
+		o.skipFiles = append(o.skipFiles, patterns...)
+		return nil
+	}
+}
+
+// WithSkipDirs leaves the directories that match patterns, and everything
+// under them, out of the analysis, as Trivy's --skip-dirs (patterns as for
+// WithSkipFiles), e.g. "/var/lib/apt/lists" or "**/node_modules".
+func WithSkipDirs(patterns ...string) Option {
+	return func(o *options) error {
+		if err := CheckPathPatterns(patterns); err != nil {
+			return fmt.Errorf("setting directories to skip: %w", err)
+		}
+		o.skipDirs = append(o.skipDirs, patterns...)
+		return nil
+	}
+}
+
+// CheckPathPatterns returns an error naming the first of patterns that is
+// not a valid glob (Trivy would silently match nothing with it).
+func CheckPathPatterns(patterns []string) error {
+	for _, p := range patterns {
+		clean := strings.TrimLeft(path.Clean(filepath.ToSlash(p)), "/")
+		if strings.TrimSpace(p) == "" || clean == "" || clean == "." || !doublestar.ValidatePattern(clean) {
+			return fmt.Errorf("%q is not a valid path pattern (a glob such as /app/testdata or **/*.pem)", p)
+		}
+	}
+	return nil
 }
 
 // WithServer scans through a Trivy server (`trivy server`) at url, with

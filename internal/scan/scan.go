@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/aquasecurity/trivy/pkg/fanal/walker"
 	"github.com/aquasecurity/trivy/pkg/javadb"
 	"github.com/aquasecurity/trivy/pkg/result"
 	"github.com/aquasecurity/trivy/pkg/rpc/client"
@@ -200,10 +202,22 @@ func (o *options) layerCache(ctx context.Context) (c cache.ArtifactCache, fs *ca
 func (o *options) newArtifact(img v1.Image, c cache.ArtifactCache) (artifact.Artifact, error) {
 	return artimage.NewArtifact(&trivyImage{Image: img, name: o.imageName}, c, artifact.Option{
 		DisabledAnalyzers: o.disabledAnalyzers(),
+		WalkerOption:      o.walkerOption(),
 		Parallel:          5, // Trivy's default
 		NoProgress:        true,
 		Insecure:          o.insecure,
 	})
+}
+
+// walkerOption skips o's files and directories. Trivy skips a directory
+// only when the layer has an entry for it (many layers list files alone):
+// the files under each skipped directory are skipped by pattern too.
+func (o *options) walkerOption() walker.Option {
+	files := slices.Clone(o.skipFiles)
+	for _, d := range o.skipDirs {
+		files = append(files, strings.TrimRight(d, "/")+"/**")
+	}
+	return walker.Option{SkipFiles: files, SkipDirs: slices.Clone(o.skipDirs)}
 }
 
 func (o *options) has(s Scanner) bool {

@@ -234,6 +234,25 @@ func TestScanFindings(t *testing.T) {
 			},
 		},
 		{
+			name: "skip-files",
+			opts: []Option{WithOrigins(fi.origins), WithSource(source), WithSkipFiles("/app/settings.conf")},
+			wants: []want{
+				{id: "CVE-2099-0003", kind: findings.KindVulnerability, pkg: "shipreq", installed: "1.5.0", fixed: "2.0.0",
+					sev: findings.SeverityCritical, layer: 1, origin: findings.OriginBuild,
+					loc: findings.Location{Path: "src/requirements.txt", Line: 3}, instr: "COPY src/ /app/"},
+				{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
+					fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)},
+			},
+		},
+		{
+			name: "skip-dirs",
+			opts: []Option{WithOrigins(fi.origins), WithSkipDirs("**/app")},
+			wants: []want{
+				{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
+					fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)},
+			},
+		},
+		{
 			name: "secrets only",
 			opts: []Option{WithScanners(ScannerSecret), WithOrigins(fi.origins)},
 			wants: []want{
@@ -453,6 +472,8 @@ func TestOptionsValidation(t *testing.T) {
 		{name: "empty cache dir", opt: WithCacheDir("")},
 		{name: "no DB repositories", opt: WithDBRepositories(" ", "")},
 		{name: "nil logger", opt: WithLogger(nil)},
+		{name: "invalid file pattern", opt: WithSkipFiles("app/[a-")},
+		{name: "empty directory pattern", opt: WithSkipDirs("/")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
