@@ -250,24 +250,25 @@ func WithVEX(paths ...string) Option {
 // "/app/testdata/*.pem" or "**/*.key". An invalid pattern is an error (see
 // CheckPathPatterns).
 func WithSkipFiles(patterns ...string) Option {
-	return func(o *options) error {
-		if err := CheckPathPatterns(patterns); err != nil {
-			return fmt.Errorf("setting files to skip: %w", err)
-		}
-		o.skipFiles = append(o.skipFiles, patterns...)
-		return nil
-	}
+	return withSkip("files", patterns, func(o *options) *[]string { return &o.skipFiles })
 }
 
 // WithSkipDirs leaves the directories that match patterns, and everything
 // under them, out of the analysis, as Trivy's --skip-dirs (patterns as for
 // WithSkipFiles), e.g. "/var/lib/apt/lists" or "**/node_modules".
 func WithSkipDirs(patterns ...string) Option {
+	return withSkip("directories", patterns, func(o *options) *[]string { return &o.skipDirs })
+}
+
+// withSkip adds patterns to the list list returns, what naming them in
+// the error.
+func withSkip(what string, patterns []string, list func(*options) *[]string) Option {
 	return func(o *options) error {
 		if err := CheckPathPatterns(patterns); err != nil {
-			return fmt.Errorf("setting directories to skip: %w", err)
+			return fmt.Errorf("setting %s to skip: %w", what, err)
 		}
-		o.skipDirs = append(o.skipDirs, patterns...)
+		l := list(o)
+		*l = append(*l, patterns...)
 		return nil
 	}
 }

@@ -202,6 +202,16 @@ func TestScanFindings(t *testing.T) {
 	t.Parallel()
 	fi := newFixtureImage(t, runFiles)
 	dockerfile := func(line int) findings.Location { return findings.Location{Path: "Dockerfile", Line: line} }
+	// With origins: the secret and the requirements.txt vulnerability
+	// come from the COPY, the OS package's from the base.
+	copiedSecret := want{id: "aws-access-key-id", kind: findings.KindSecret, sev: findings.SeverityCritical, layer: 1,
+		origin: findings.OriginBuild, loc: findings.Location{Path: "src/settings.conf", Line: 2},
+		instr: "COPY src/ /app/"}
+	copiedVuln := want{id: "CVE-2099-0003", kind: findings.KindVulnerability, pkg: "shipreq", installed: "1.5.0", fixed: "2.0.0",
+		sev: findings.SeverityCritical, layer: 1, origin: findings.OriginBuild,
+		loc: findings.Location{Path: "src/requirements.txt", Line: 3}, instr: "COPY src/ /app/"}
+	baseVuln := want{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
+		fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)}
 
 	tests := []struct {
 		name  string
@@ -209,18 +219,9 @@ func TestScanFindings(t *testing.T) {
 		wants []want
 	}{
 		{
-			name: "attributed with origins",
-			opts: []Option{WithOrigins(fi.origins), WithSource(source)},
-			wants: []want{
-				{id: "aws-access-key-id", kind: findings.KindSecret, sev: findings.SeverityCritical, layer: 1,
-					origin: findings.OriginBuild, loc: findings.Location{Path: "src/settings.conf", Line: 2},
-					instr: "COPY src/ /app/"},
-				{id: "CVE-2099-0003", kind: findings.KindVulnerability, pkg: "shipreq", installed: "1.5.0", fixed: "2.0.0",
-					sev: findings.SeverityCritical, layer: 1, origin: findings.OriginBuild,
-					loc: findings.Location{Path: "src/requirements.txt", Line: 3}, instr: "COPY src/ /app/"},
-				{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
-					fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)},
-			},
+			name:  "attributed with origins",
+			opts:  []Option{WithOrigins(fi.origins), WithSource(source)},
+			wants: []want{copiedSecret, copiedVuln, baseVuln},
 		},
 		{
 			name: "foreign image without origins",
@@ -234,32 +235,19 @@ func TestScanFindings(t *testing.T) {
 			},
 		},
 		{
-			name: "skip-files",
-			opts: []Option{WithOrigins(fi.origins), WithSource(source), WithSkipFiles("/app/settings.conf")},
-			wants: []want{
-				{id: "CVE-2099-0003", kind: findings.KindVulnerability, pkg: "shipreq", installed: "1.5.0", fixed: "2.0.0",
-					sev: findings.SeverityCritical, layer: 1, origin: findings.OriginBuild,
-					loc: findings.Location{Path: "src/requirements.txt", Line: 3}, instr: "COPY src/ /app/"},
-				{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
-					fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)},
-			},
+			name:  "skip-files",
+			opts:  []Option{WithOrigins(fi.origins), WithSource(source), WithSkipFiles("/app/settings.conf")},
+			wants: []want{copiedVuln, baseVuln},
 		},
 		{
-			name: "skip-dirs",
-			opts: []Option{WithOrigins(fi.origins), WithSkipDirs("**/app")},
-			wants: []want{
-				{id: "CVE-2099-0001", kind: findings.KindVulnerability, pkg: "libshipdemo1", installed: "1.0-1",
-					fixed: "1.0-2", sev: findings.SeverityHigh, layer: 0, origin: findings.OriginBase, loc: dockerfile(1)},
-			},
+			name:  "skip-dirs",
+			opts:  []Option{WithOrigins(fi.origins), WithSkipDirs("**/app")},
+			wants: []want{baseVuln},
 		},
 		{
-			name: "secrets only",
-			opts: []Option{WithScanners(ScannerSecret), WithOrigins(fi.origins)},
-			wants: []want{
-				{id: "aws-access-key-id", kind: findings.KindSecret, sev: findings.SeverityCritical, layer: 1,
-					origin: findings.OriginBuild, loc: findings.Location{Path: "src/settings.conf", Line: 2},
-					instr: "COPY src/ /app/"},
-			},
+			name:  "secrets only",
+			opts:  []Option{WithScanners(ScannerSecret), WithOrigins(fi.origins)},
+			wants: []want{copiedSecret},
 		},
 	}
 	for _, tt := range tests {
