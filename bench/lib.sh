@@ -16,10 +16,26 @@ CFG
 	REGPID=$!
 	trap stop_registry EXIT
 	for _ in $(seq 50); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.1; done
+	limit_registry "$1"
+}
+
+# limit_registry PORT: with BENCH_REGISTRY_RATE set (a tc rate, e.g.
+# 200mbit), what the registry sends (pulls) goes through a token bucket of
+# that rate, as from a registry across a network; pushes are not limited.
+# Needs root and tc; undone by stop_registry.
+limit_registry() {
+	[ -n "${BENCH_REGISTRY_RATE:-}" ] || return 0
+	# htb: packets from the registry's port go to the limited class, the
+	# rest (default: no such class) is sent unshaped.
+	tc qdisc add dev lo root handle 1: htb default 99 r2q 2000
+	tc class add dev lo parent 1: classid 1:20 htb rate "$BENCH_REGISTRY_RATE" ceil "$BENCH_REGISTRY_RATE"
+	tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport "$1" 0xffff flowid 1:20
+	echo "registry pulls limited to $BENCH_REGISTRY_RATE"
 }
 
 stop_registry() {
 	kill "$REGPID" 2>/dev/null || true
+	if [ -n "${BENCH_REGISTRY_RATE:-}" ]; then tc qdisc del dev lo root 2>/dev/null || true; fi
 	"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
 	rm -rf "$REGDIR"
 }

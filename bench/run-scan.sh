@@ -18,6 +18,8 @@
 # Usage: bench/run-scan.sh [RUNS]   (default 3)
 # With SHIP_BASELINE=<another ship binary>, the pipeline with the scan is
 # also run with it (after the others, each round): an A/B of a change.
+# With BENCH_REGISTRY_RATE=<tc rate> (e.g. 200mbit), everything pulled from
+# the registry comes at that rate (bench/lib.sh limit_registry).
 # ship's debug logs of the last round's pipelines are kept in
 # bench/out/ship-pship.log, ship-pnoscan.log (and ship-pbase.log); only the
 # last round logs at debug level.
