@@ -58,7 +58,7 @@ run_ship() {
 	local cache; cache=$(mktemp -d)
 	local t0; t0=$(now)
 	"$SHIP" --context "$CTX" --tag "$REG/ship/app$1:1" --push --insecure-registry "$REG" \
-		--cache-dir "$cache" >/dev/null 2>"$OUT/ship.err" || { cat "$OUT/ship.err"; exit 1; }
+		--cache-dir "$cache" --scan=false >/dev/null 2>"$OUT/ship.err" || { cat "$OUT/ship.err"; exit 1; }
 	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
 	rm -rf "$cache"
 }
