@@ -3,6 +3,7 @@ package action
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,12 +38,28 @@ func startAheadScan(ctx context.Context, cfg Config, lookup LookupEnv, log *slog
 	return a
 }
 
-// hook is the build's base image hook (build.WithBaseImageHook).
+// hook is the build's base image hook (build.WithBaseImageHook). It first
+// gets the vulnerability DB ready (downloaded while the build runs, not
+// after it), and analyses nothing when that fails: the scan could not run,
+// and says why itself.
 func (a *aheadScan) hook(base v1.Image, instructions []string) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		start := time.Now()
+		// The scan repeats any warning of a failed download: here they are
+		// debug lines.
+		quiet := append(slices.Clone(a.opts), scan.WithLogger(slog.New(allDebug{a.log.Handler()})))
+		repo, err := scan.PrepareDB(a.ctx, quiet...)
+		if err != nil {
+			a.log.Debug("no vulnerability DB during the build; the base image is not analysed ahead", "err", err)
+			return
+		}
+		if repo != "" {
+			a.log.Info("vulnerability DB downloaded during the build", "repository", repo,
+				"duration", time.Since(start).Round(time.Millisecond))
+		}
+		start = time.Now()
 		n, err := scan.AnalyseBase(a.ctx, base, instructions, a.opts...)
 		if err != nil {
 			a.log.Debug("analysing the base image during the build failed; the scan analyses it", "err", err)
@@ -60,3 +77,18 @@ func (a *aheadScan) stop() {
 	a.cancel()
 	a.wg.Wait()
 }
+
+// allDebug is a slog.Handler that logs every record at debug level.
+type allDebug struct{ h slog.Handler }
+
+func (d allDebug) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d allDebug) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.h.Handle(ctx, r)
+}
+
+func (d allDebug) WithAttrs(as []slog.Attr) slog.Handler { return allDebug{d.h.WithAttrs(as)} }
+func (d allDebug) WithGroup(g string) slog.Handler       { return allDebug{d.h.WithGroup(g)} }

@@ -24,6 +24,29 @@ type dbState struct {
 	age        time.Duration // since the DB was built (metadata UpdatedAt), when stale
 }
 
+// PrepareDB makes sure the cache dir holds a vulnerability DB the scan can
+// use, as Scan would at its start (see prepareDB): a build calls it while it
+// runs, so that the scan after it finds the DB fresh instead of downloading
+// it then. It returns the repository the DB was downloaded from ("" when
+// none was downloaded), and nothing to do when the scan needs no local DB
+// (no vuln scanner, or a Trivy server). An error is the one Scan would
+// return.
+func PrepareDB(ctx context.Context, opts ...Option) (string, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return "", err
+	}
+	if o.serverURL != "" || !o.has(ScannerVuln) {
+		return "", nil
+	}
+	trivyMu.Lock()
+	defer trivyMu.Unlock()
+	restore := routeTrivyLogs(o.logger)
+	defer restore()
+	st, err := prepareDB(ctx, o)
+	return st.repository, err
+}
+
 // prepareDB makes sure DIR/db holds a usable vulnerability DB: it downloads
 // one when there is none or when the one there is past its NextUpdate (and
 // was not downloaded in the last hour, as Trivy decides), trying each

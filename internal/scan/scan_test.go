@@ -638,3 +638,48 @@ func TestNoStdout(t *testing.T) {
 		t.Errorf("scanning wrote to stdout:\n%s", out)
 	}
 }
+
+// TestPrepareDB: PrepareDB downloads the DB as Scan would, so that a Scan
+// after it finds it fresh; fails as Scan would; does nothing when no local
+// DB is needed.
+func TestPrepareDB(t *testing.T) {
+	t.Parallel()
+	reg := testbed.StartRegistry(t)
+	good := reg.Host + "/aquasec/trivy-db:2"
+	ref, err := name.ParseReference(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, dbArtifact(t), remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("pushing DB artifact: %v", err)
+	}
+
+	cache := t.TempDir()
+	repo, err := PrepareDB(t.Context(), WithCacheDir(cache), WithDBRepositories(unreachable, good), WithLogger(testLogger(t)))
+	if err != nil || repo != good {
+		t.Fatalf("PrepareDB = %q, %v; want downloaded from %s", repo, err, good)
+	}
+	fi := newFixtureImage(t, runFiles)
+	res, err := Scan(t.Context(), fi.img, WithCacheDir(cache), WithDBRepositories(unreachable),
+		WithScanners(ScannerVuln), WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatalf("Scan after PrepareDB: %v", err)
+	}
+	if res.Stats.DBDownloaded || res.Stats.DBStale || len(res.Findings) == 0 {
+		t.Errorf("Scan after PrepareDB: stats %+v, %d findings; want the prepared DB used as is", res.Stats, len(res.Findings))
+	}
+
+	_, err = PrepareDB(t.Context(), WithCacheDir(t.TempDir()), WithDBRepositories(unreachable), WithLogger(testLogger(t)))
+	if err == nil || !strings.Contains(err.Error(), "db-repository") {
+		t.Errorf("PrepareDB without any DB: %v, want Scan's error naming db-repository", err)
+	}
+	for _, opt := range []Option{WithScanners(ScannerSecret), WithServer("http://127.0.0.1:1", nil)} {
+		empty := t.TempDir()
+		if repo, err := PrepareDB(t.Context(), WithCacheDir(empty), WithDBRepositories(unreachable), opt); repo != "" || err != nil {
+			t.Errorf("PrepareDB when no local DB is needed = %q, %v", repo, err)
+		}
+		if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+			t.Errorf("PrepareDB when no local DB is needed wrote %d entries in the cache dir", len(entries))
+		}
+	}
+}
