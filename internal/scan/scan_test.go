@@ -360,18 +360,26 @@ func dbArtifact(t *testing.T) v1.Image {
 	return img
 }
 
-func TestDBDownload(t *testing.T) {
-	t.Parallel()
+// servedDB starts a registry serving the fixture DB as Trivy's OCI artifact
+// and returns its repository (REGISTRY/aquasec/trivy-db:2).
+func servedDB(t *testing.T) string {
+	t.Helper()
 	reg := testbed.StartRegistry(t)
-	good := reg.Host + "/aquasec/trivy-db:2"
-	missing := reg.Host + "/nobody/trivy-db:2"
-	ref, err := name.ParseReference(good)
+	repo := reg.Host + "/aquasec/trivy-db:2"
+	ref, err := name.ParseReference(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := remote.Write(ref, dbArtifact(t), remote.WithContext(t.Context())); err != nil {
 		t.Fatalf("pushing DB artifact: %v", err)
 	}
+	return repo
+}
+
+func TestDBDownload(t *testing.T) {
+	t.Parallel()
+	good := servedDB(t)
+	missing := strings.Replace(good, "/aquasec/", "/nobody/", 1)
 	fi := newFixtureImage(t, runFiles)
 
 	tests := []struct {
@@ -644,15 +652,7 @@ func TestNoStdout(t *testing.T) {
 // DB is needed.
 func TestPrepareDB(t *testing.T) {
 	t.Parallel()
-	reg := testbed.StartRegistry(t)
-	good := reg.Host + "/aquasec/trivy-db:2"
-	ref, err := name.ParseReference(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, dbArtifact(t), remote.WithContext(t.Context())); err != nil {
-		t.Fatalf("pushing DB artifact: %v", err)
-	}
+	good := servedDB(t)
 
 	cache := t.TempDir()
 	repo, err := PrepareDB(t.Context(), WithCacheDir(cache), WithDBRepositories(unreachable, good), WithLogger(testLogger(t)))
