@@ -106,7 +106,7 @@ trivy_scan() { # $1 key, $2 cache dir
 }
 pipeline_ship() { # $1 run, $2 key, [$3 binary], [more flags]
 	local r=$1 key=$2 bin=${3:-$SHIP}
-	shift 3 || shift $#
+	shift $(( $# < 3 ? $# : 3 ))
 	local c; c=$(newcache)
 	local debug=; [ "$r" = "$RUNS" ] && debug=1
 	local t0; t0=$(now)
