@@ -90,7 +90,25 @@ func (r *runner) locked(tainted *bool) (res Result, err error) {
 			return res, err
 		}
 	}
+	r.suppressSync(tainted)
 	return res, r.exec(argv0)
+}
+
+// suppressSync makes the sync syscalls of the process no-ops where that
+// needs no change a RUN could notice: always with CAP_SYS_ADMIN
+// (ModeNamespaces), in ModeChroot only for root, because the
+// no_new_privs it needs there would stop setuid programs (sudo, su) of other
+// users. The thread keeps the filter, so it is never reused.
+func (r *runner) suppressSync(tainted *bool) {
+	noNewPrivs := r.opts.mode != ModeNamespaces
+	if noNewPrivs && r.spec.UID != 0 {
+		r.log.Debug("sandbox: sync calls stay real for a RUN as a user other than root without CAP_SYS_ADMIN")
+		return
+	}
+	*tainted = true
+	if err := suppressSync(noNewPrivs); err != nil {
+		r.log.Debug("sandbox: sync calls stay real", "err", err)
+	}
 }
 
 // mkdirWorkdir creates the working directory (0755) if missing; it belongs

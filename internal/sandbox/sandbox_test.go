@@ -298,6 +298,30 @@ func TestRun(t *testing.T) {
 			}
 		},
 	}, {
+		// fsync of /dev/null fails with EINVAL when it reaches the kernel.
+		name:   "sync calls of root are no-ops",
+		script: "sync /dev/null && sync -d /dev/null && echo synced",
+		check: func(t *testing.T, _ Mode, _, stdout, stderr string, err error) {
+			wantOK(t, err, stderr)
+			if stdout != "synced\n" {
+				t.Fatalf("stdout = %q", stdout)
+			}
+		},
+	}, {
+		name:   "sync calls of other users are real without CAP_SYS_ADMIN",
+		script: "sync /dev/null && echo synced",
+		spec:   func(_ *testing.T, s *Spec) { s.UID, s.GID = 1000, 1000 },
+		check: func(t *testing.T, mode Mode, _, stdout, stderr string, err error) {
+			if mode == ModeNamespaces {
+				wantOK(t, err, stderr)
+				return
+			}
+			var ee *ExitError
+			if !errors.As(err, &ee) || !strings.Contains(stderr, "Invalid argument") {
+				t.Fatalf("err = %v, stderr %q: want fsync's EINVAL", err, stderr)
+			}
+		},
+	}, {
 		name:   "user, group and supplementary groups",
 		script: "id -u; id -g; id -G",
 		spec:   func(_ *testing.T, s *Spec) { s.UID, s.GID, s.Groups = 1000, 1000, []int{50} },
