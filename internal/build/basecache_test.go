@@ -307,19 +307,40 @@ func TestChainIDs(t *testing.T) {
 }
 
 // cachedBuild builds df on img ("busybox") with cache as cache dir.
-func cachedBuild(t *testing.T, cache, df string, img v1.Image) (*Result, error) {
+func cachedBuild(t *testing.T, cache, df string, img v1.Image, opts ...Option) (*Result, error) {
+	t.Helper()
+	res, _, err := cachedBuildLogged(t, cache, df, img, opts...)
+	return res, err
+}
+
+// cachedBuildLogged is cachedBuild that also returns the build's debug log.
+func cachedBuildLogged(t *testing.T, cache, df string, img v1.Image, opts ...Option) (*Result, string, error) {
 	t.Helper()
 	src := &memSource{images: map[string]v1.Image{"busybox": img}}
 	var logs strings.Builder
 	var mu sync.Mutex
-	res, err := Build(context.Background(), fixture{dockerfile: df}.request(t), WithImageSource(src), WithCacheDir(cache),
-		WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	opts = append([]Option{WithImageSource(src), WithCacheDir(cache),
+		WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	res, err := Build(context.Background(), fixture{dockerfile: df}.request(t), opts...)
+	mu.Lock()
+	defer mu.Unlock()
 	if err != nil {
-		mu.Lock()
-		defer mu.Unlock()
-		return nil, fmt.Errorf("%w\n%s", err, logs.String())
+		return nil, logs.String(), fmt.Errorf("%w\n%s", err, logs.String())
 	}
-	return res, nil
+	return res, logs.String(), nil
+}
+
+// rootModes are the two ways a stage's root file system is made from the
+// cache: an overlay mount over the entry (where this process may mount),
+// or a private copy of it (baseFill makes the entry on a miss).
+func rootModes() []struct {
+	name string
+	opts []Option
+} {
+	return []struct {
+		name string
+		opts []Option
+	}{{"overlay", nil}, {"copy", []Option{WithoutOverlay()}}}
 }
 
 type lockedWriter struct {
@@ -353,20 +374,35 @@ func cacheEntries(t *testing.T, cache string) []string {
 func TestBaseCacheSecondBuild(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
+	for _, m := range rootModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testBaseCacheSecondBuild(t, m.opts)
+		})
+	}
+}
+
+func testBaseCacheSecondBuild(t *testing.T, opts []Option) {
 	base := testbed.BusyboxImage(t, testbed.WithFile("/etc/motd", "original\n"))
 	cache := t.TempDir()
 
 	// The first build extracts the base into the cache, then runs a RUN
 	// that changes, deletes and re-owns files of the base.
 	first := newCountedImage(base)
-	_, err := cachedBuild(t, cache, "FROM busybox\n"+
+	_, logs, err := cachedBuildLogged(t, cache, "FROM busybox\n"+
 		"RUN echo more >> /etc/motd && rm /bin/ls && chmod 600 /etc/group && chown 5:5 /etc/passwd && "+
-		"rm -rf /home/app && echo x > /bin/busybox.new && mv /bin/busybox.new /bin/busybox\n", first)
+		"rm -rf /home/app && echo x > /bin/busybox.new && mv /bin/busybox.new /bin/busybox\n", first, opts...)
 	if err != nil {
 		t.Fatalf("first build: %v", err)
 	}
-	if first.total() == 0 {
-		t.Fatal("first build did not read the base layers")
+	if n := first.total(); n != 1 {
+		t.Fatalf("first build read the base layer %d times, want 1", n)
+	}
+	// Without overlay the stage is extracted straight from the image and
+	// the entry from the spooled layer, not the stage copied from the entry.
+	spooled := strings.Contains(logs, "base root file system stored in the cache")
+	if copyMode := len(opts) > 0; spooled != copyMode {
+		t.Errorf("entry made from a spooled layer: %v, want %v; log:\n%s", spooled, copyMode, logs)
 	}
 	entries := cacheEntries(t, cache)
 	layers, _ := base.Layers()
@@ -413,7 +449,7 @@ func TestBaseCacheSecondBuild(t *testing.T) {
 		// Not parallel: the cache is checked again when they are done.
 		t.Run(tt.name, func(t *testing.T) {
 			img := newCountedImage(base)
-			res, err := cachedBuild(t, cache, tt.df, img)
+			res, err := cachedBuild(t, cache, tt.df, img, opts...)
 			if err != nil {
 				t.Fatalf("build: %v", err)
 			}
@@ -435,13 +471,22 @@ func TestBaseCacheSecondBuild(t *testing.T) {
 func TestBaseCacheConcurrentBuilds(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
+	for _, m := range rootModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testBaseCacheConcurrentBuilds(t, m.opts)
+		})
+	}
+}
+
+func testBaseCacheConcurrentBuilds(t *testing.T, opts []Option) {
 	base := newCountedImage(testbed.BusyboxImage(t))
 	cache := t.TempDir()
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
 		wg.Go(func() {
-			_, errs[i] = cachedBuild(t, cache, fmt.Sprintf("FROM busybox\nRUN echo %d > /n\n", i), base)
+			_, errs[i] = cachedBuild(t, cache, fmt.Sprintf("FROM busybox\nRUN echo %d > /n\n", i), base, opts...)
 		})
 	}
 	wg.Wait()
@@ -465,9 +510,18 @@ func TestBaseCacheConcurrentBuilds(t *testing.T) {
 func TestBaseCachePrefix(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
+	for _, m := range rootModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testBaseCachePrefix(t, m.opts)
+		})
+	}
+}
+
+func testBaseCachePrefix(t *testing.T, opts []Option) {
 	busybox := testbed.BusyboxImage(t)
 	cache := t.TempDir()
-	if _, err := cachedBuild(t, cache, "FROM busybox\nRUN true\n", busybox); err != nil {
+	if _, err := cachedBuild(t, cache, "FROM busybox\nRUN true\n", busybox, opts...); err != nil {
 		t.Fatalf("first build: %v", err)
 	}
 	// A base made of the busybox layer plus one more: only the new layer
@@ -478,7 +532,7 @@ func TestBaseCachePrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := newCountedImage(two)
-	res, err := cachedBuild(t, cache, "FROM busybox\nRUN cat /etc/extra > /out && ls /bin/sh >> /out\n", img)
+	res, err := cachedBuild(t, cache, "FROM busybox\nRUN cat /etc/extra > /out && ls /bin/sh >> /out\n", img, opts...)
 	if err != nil {
 		t.Fatalf("build on two layers: %v", err)
 	}
@@ -564,6 +618,15 @@ func TestBaseCacheBrokenLayer(t *testing.T) {
 func TestBaseCacheHostileLayer(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
+	for _, m := range rootModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testBaseCacheHostileLayer(t, m.opts)
+		})
+	}
+}
+
+func testBaseCacheHostileLayer(t *testing.T, opts []Option) {
 	hostile := tarLayer(t, []tarFile{{name: "../escape", body: "x"}})
 	img, err := mutate.AppendLayers(testbed.BusyboxImage(t), hostile)
 	if err != nil {
@@ -574,7 +637,7 @@ func TestBaseCacheHostileLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := t.TempDir()
-	_, err = cachedBuild(t, cache, "FROM busybox\nRUN true\n", img)
+	_, err = cachedBuild(t, cache, "FROM busybox\nRUN true\n", img, opts...)
 	if err == nil || !strings.Contains(err.Error(), "layer "+digest.String()+": entry \"../escape\"") {
 		t.Fatalf("error = %v, want one naming the layer and the entry", err)
 	}

@@ -130,6 +130,9 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	// Layers go to the layer store while the build goes on; Build returns
 	// once they are there (or failed, which is only logged).
 	defer b.storeWait.Wait()
+	// Base cache entries are made from spooled layers while the build goes
+	// on (baseFill); Build returns once they are there.
+	defer b.fillWait.Wait()
 	for i := range b.runs {
 		b.runs[i] = &stageRun{}
 	}
@@ -191,6 +194,7 @@ type builder struct {
 	storeWait sync.WaitGroup  // layers being put in opts.store
 	storeCtx  context.Context //nolint:containedctx // Build's: layer store puts outlive a failed stage
 	storeWarn sync.Once       // the layer store's failure is logged once
+	fillWait  sync.WaitGroup  // base cache entries being made from spooled layers
 	cacheBase string          // the directory that holds cache mounts
 	runCtx    context.Context //nolint:containedctx // cancelled when a stage fails: stops RUN in the others
 	modeOnce  sync.Once

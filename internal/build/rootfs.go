@@ -50,6 +50,7 @@ func (st *stageState) rootDir() (string, error) {
 	ctx := st.b.runCtx
 	log := st.b.opts.logger
 	rest := layers
+	var fill *baseFill
 	if kept != nil {
 		// The stage built on: its file system is there already.
 		if err := st.copyKept(kept, dir); err != nil {
@@ -57,6 +58,9 @@ func (st *stageState) rootDir() (string, error) {
 			return "", err
 		}
 		rest = layers[nKept:]
+	} else if spooled, f := st.spoolBase(layers); f != nil {
+		// Not cached yet: extracted here, cached from the spool later.
+		rest, fill = spooled, f
 	} else {
 		e, n, err := st.cachedBase(layers)
 		if err != nil {
@@ -79,12 +83,17 @@ func (st *stageState) rootDir() (string, error) {
 		}
 	}
 	if len(rest) > 0 {
+		start := time.Now()
 		log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(rest))
 		rep, err := rootfs.Extract(ctx, dir, rest)
+		if fill != nil {
+			fill.finish(st.b, err == nil)
+		}
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return "", fmt.Errorf("extracting root file system: %w", err)
 		}
+		log.Debug("root file system extracted", "stage", st.s.DisplayName(), "layers", len(rest), "duration", time.Since(start))
 		st.b.warnExtract(st.s.DisplayName(), rep)
 	}
 	st.root, st.rootDirs = dir, dir

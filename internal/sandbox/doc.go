@@ -34,6 +34,13 @@
 //     process still chrooted into RootFS (found through /proc/PID/root, so
 //     setsid does not escape) are killed when the process exits or ctx ends.
 //
+// In both modes fsync, fdatasync, sync_file_range, sync, syncfs and msync of
+// the process and its children return success without doing anything (a
+// seccomp filter, like systemd-nspawn's --suppress-sync): what a RUN writes is
+// read back into its layer from the page cache, and a crash fails the build
+// anyway. In ModeChroot the filter needs no_new_privs, which would stop
+// setuid programs, so there it applies only to processes running as root.
+//
 // In both modes the environment is exactly Spec.Env, the program is looked up
 // in the rootfs (never on the host), the working directory is created (0755)
 // if missing and stays, the user and groups are switched, and a non-zero exit
