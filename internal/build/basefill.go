@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,11 @@ func (f *baseFill) finish(b *builder, extracted bool) {
 	}
 	b.fillWait.Go(func() {
 		defer os.RemoveAll(f.dir)
+		// The extraction's own work (creating the files) runs at the
+		// lowest CPU priority, so that the RUN it overlaps keeps the CPU;
+		// the thread ends with the goroutine, never running another one.
+		runtime.LockOSThread()
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19) //nolint:errcheck // only a priority
 		start := time.Now()
 		root := filepath.Join(f.cache.dir, f.ids[len(f.ids)-1].Hex, entryRoot)
 		e, err := f.cache.createLocked(b.runCtx, f.ids, replay, root, f.lk)
