@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -244,9 +245,14 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	endBuild := sections.start("build", "Building "+dockerfilePath(cfg))
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
+	// The build's root file systems are deleted while the run goes on
+	// (push, scan, reports); the run ends when that is done.
+	var cleanup sync.WaitGroup
+	defer cleanup.Wait()
 	buildOpts := []build.Option{
 		build.WithLogger(log),
 		build.WithCacheDir(cacheDir),
+		build.WithDeferredCleanup(func(f func()) { cleanup.Go(f) }),
 	}
 	if cfg.CacheDir == "" {
 		// A cache in a directory removed after the run only costs a copy.

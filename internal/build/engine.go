@@ -96,7 +96,13 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary directory: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() {
+		if o.deferCleanup != nil {
+			o.deferCleanup(func() { _ = os.RemoveAll(tmp) })
+			return
+		}
+		_ = os.RemoveAll(tmp)
+	}()
 	if o.cacheDir == "" {
 		// Without a cache directory, cache mounts last one build.
 		cacheBase = tmp

@@ -72,7 +72,7 @@ func (st *stageState) keepRoot() (*keptRoot, error) {
 				err = unix.Mount("overlay", o.merged, "overlay", unix.MS_RDONLY, opts)
 			}
 			if err != nil {
-				k.remove()
+				k.remove(false)
 				st.root, st.rootDirs = "", ""
 				return nil, fmt.Errorf("mounting the root file system of stage %s read-only: %w", st.s.DisplayName(), err)
 			}
@@ -100,8 +100,10 @@ func (k *keptRoot) dirView() (*rootfs.DirView, error) {
 	return k.view, nil
 }
 
-// remove unmounts and deletes the kept file system.
-func (k *keptRoot) remove() {
+// remove unmounts and deletes the kept file system; with keepDirs its
+// directories are left for the deletion of the build's temporary
+// directory (they are in it).
+func (k *keptRoot) remove(keepDirs bool) {
 	k.mu.Lock()
 	if k.view != nil {
 		_ = k.view.Close()
@@ -118,17 +120,20 @@ func (k *keptRoot) remove() {
 		k.release()
 		k.release = nil
 	}
-	_ = os.RemoveAll(k.dirs)
+	if !keepDirs {
+		_ = os.RemoveAll(k.dirs)
+	}
 }
 
-// removeKept removes the file systems kept for later stages.
+// removeKept removes the file systems kept for later stages (the
+// directories stay for a deferred deletion of the temporary directory).
 func (b *builder) removeKept() {
 	b.mu.Lock()
 	kept := b.kept
 	b.kept = nil
 	b.mu.Unlock()
 	for _, k := range kept {
-		k.remove()
+		k.remove(b.opts.deferCleanup != nil)
 	}
 }
 

@@ -41,6 +41,8 @@ type options struct {
 	store LayerStore
 	// storeReadOnly: see WithLayerStore.
 	storeReadOnly bool
+	// deferCleanup: see WithDeferredCleanup.
+	deferCleanup func(cleanup func())
 }
 
 // LayerStore is a layer cache outside the machine (a registry repository:
@@ -92,6 +94,22 @@ func WithLayerHook(hook func(v1.Layer)) Option {
 // cache). hook must not block.
 func WithBaseImageHook(hook func(base v1.Image, instructions []string)) Option {
 	return func(o *options) error { o.baseHook = hook; return nil }
+}
+
+// WithDeferredCleanup lets Build return before the deletion of its
+// temporary directory, which holds the root file systems of its stages
+// (thousands of files: deleting them takes a moment). At its end, Build
+// unmounts and unlocks what it used and hands the deletion to hand, which
+// must call it, for example in a goroutine the program waits for before
+// it exits, so that the deletion overlaps the push and the scan.
+func WithDeferredCleanup(hand func(cleanup func())) Option {
+	return func(o *options) error {
+		if hand == nil {
+			return errors.New("nil cleanup handler")
+		}
+		o.deferCleanup = hand
+		return nil
+	}
 }
 
 // WithLogger sets the logger for progress messages (default: discard).

@@ -259,6 +259,12 @@ func (st *stageState) removeRoot() {
 		st.ovl = nil
 	}
 	t1 := time.Now()
+	if st.b.opts.deferCleanup != nil && st.s.Index == st.b.plan.Target.Index {
+		// The build ends: the directory goes with the deferred deletion of
+		// the build's temporary directory.
+		st.root, st.rootDirs = "", ""
+		return
+	}
 	defer func() { st.b.opts.logger.Debug("root removed", "unmount", t1.Sub(t0), "remove", time.Since(t1)) }()
 	if err := os.RemoveAll(st.rootDirs); err != nil {
 		st.b.opts.logger.Warn("removing root file system directory", "dir", st.rootDirs, "err", err)
