@@ -6,6 +6,10 @@
 #   buildah bud --isolation=chroot + buildah push,
 # and, as the floor, the RUN's command alone in a plain chroot of a copy of
 # the base rootfs (no image download, layer or push).
+# ship also runs inside a `docker run` container with Docker's default
+# capabilities, as GitHub runs a container action (no CAP_SYS_ADMIN: a plain
+# chroot and a copy of the base instead of overlay mounts); that time
+# includes starting and removing the container.
 # ship runs with --scan=false: the other tools do not scan (issue 4's
 # bench/run-scan.sh measures the scan). Cold start for every run: each tool pushes to a new repository, ship gets
 # a new cache dir, dockerd loses every image of the benchmark and its build
@@ -33,6 +37,7 @@ mkdir -p "$OUT/bin"
 echo "== tools"
 go build -trimpath -ldflags="-s -w" -o "$OUT/bin/ship" ./cmd/ship
 SHIP=$OUT/bin/ship
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$OUT/bin/ship-static" ./cmd/ship
 command -v "$BUILDAH" >/dev/null || { echo "buildah missing (apt-get install -y buildah)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time missing (apt-get install -y time)" >&2; exit 1; }
 
@@ -42,10 +47,17 @@ command -v "$BUILDAH" >/dev/null || { echo "buildah missing (apt-get install -y 
 echo "== registry"
 start_registry "${BENCH_PORT:-5056}"
 WORK=$(mktemp -d)
-trap 'stop_registry; rm -rf "$WORK"' EXIT
+trap 'stop_registry; "$DOCKER" rmi -f ship-bench:apt >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
 echo "== Debian base"
 push_debian_base
+
+echo "== ship's container image (static ship, busybox, /tmp)"
+SHIP_IMAGE=ship-bench:apt
+img=$WORK/shipimg
+mkdir -p "$img/bin" "$img/tmp" && chmod 1777 "$img/tmp"
+cp "$OUT/bin/ship-static" "$img/ship" && cp /usr/bin/busybox "$img/bin/busybox" && ln -s busybox "$img/bin/sh"
+tar -C "$img" -c . | "$DOCKER" import - "$SHIP_IMAGE" >/dev/null
 
 echo "== app context"
 CTX=$OUT/ctx-apt
@@ -75,6 +87,14 @@ run_ship() {
 	RSS[$1]=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$WORK/ship.time")
 	cp "$WORK/ship.err" "$OUT/ship-apt.log"
 	rm -rf "$cache"
+}
+run_ship_container() {
+	local t0; t0=$(now)
+	"$DOCKER" run --rm --network host -v "$PWD/$CTX:/ctx:ro" "$SHIP_IMAGE" /ship --context /ctx \
+		--tag "$REG/shipc/app$1:1" --push --insecure-registry "$REG" --cache-dir /tmp/cache --scan=false \
+		>/dev/null 2>"$WORK/shipc.err" || { cat "$WORK/shipc.err"; exit 1; }
+	T[shipc,$1]=$(( ($(now) - t0) / 1000000 ))
+	cp "$WORK/shipc.err" "$OUT/ship-apt-container.log"
 }
 run_docker() {
 	# Cold: no image of this benchmark and no build cache left in dockerd, so
@@ -132,13 +152,13 @@ echo "buildah storage driver: $BUILDAH_DRIVER"
 echo "== $RUNS interleaved runs"
 for r in $(seq 1 "$RUNS"); do
 	LOAD[$r]=$(cut -d' ' -f1 /proc/loadavg)
-	run_floor "$r"; run_ship "$r"; run_docker "$r"; run_buildah "$r"
-	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[$r]} MB), docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
+	run_floor "$r"; run_ship "$r"; run_ship_container "$r"; run_docker "$r"; run_buildah "$r"
+	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[$r]} MB), ship in a container ${T[shipc,$r]} ms, docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
 done
 
 echo "== run the images"
 "$DOCKER" images --format '{{.Repository}}:{{.Tag}}' | grep "^$REG/" | xargs -r "$DOCKER" rmi -f >/dev/null 2>&1 || true
-for tool in ship docker buildah; do
+for tool in ship shipc docker buildah; do
 	for r in $(seq 1 "$RUNS"); do
 		img=$REG/$tool/app$r:1
 		"$DOCKER" pull -q "$img" >/dev/null
@@ -153,17 +173,19 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 vals() { local k=$1; for r in $(seq 1 "$RUNS"); do echo "${T[$k,$r]}"; done; }
 rss() { for r in $(seq 1 "$RUNS"); do echo "${RSS[$r]}"; done; }
-MS=$(median $(vals ship)); MD=$(median $(vals docker)); MB=$(median $(vals buildah)); MF=$(median $(vals floor))
+MS=$(median $(vals ship)); MC=$(median $(vals shipc)); MD=$(median $(vals docker)); MB=$(median $(vals buildah)); MF=$(median $(vals floor))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 {
 	echo "| tool | median ms ($RUNS runs) | runs (ms) |"
 	echo "|---|---:|---|"
 	echo "| apt-get in a plain chroot (the RUN alone, floor) | $MF | $(vals floor | paste -sd' ') |"
 	echo "| ship build+push | $MS | $(vals ship | paste -sd' ') |"
+	echo "| ship build+push in a docker run container (chroot mode, as a GitHub container action) | $MC | $(vals shipc | paste -sd' ') |"
 	echo "| docker build + push (BuildKit) | $MD | $(vals docker | paste -sd' ') |"
 	echo "| buildah bud --isolation=chroot + push ($BUILDAH_DRIVER) | $MB | $(vals buildah | paste -sd' ') |"
 	echo
 	echo "- ship / BuildKit = $(ratio "$MS" "$MD") (target ≤ 0.5)"
+	echo "- ship in a container / BuildKit = $(ratio "$MC" "$MD")"
 	echo "- ship / buildah = $(ratio "$MS" "$MB")"
 	echo "- ship / floor = $(ratio "$MS" "$MF"), BuildKit / floor = $(ratio "$MD" "$MF")"
 	echo "- load average (1 min) at the start of each run: $(for r in $(seq 1 "$RUNS"); do echo "${LOAD[$r]}"; done | paste -sd' ')"
