@@ -9,15 +9,24 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
 // capabilityXattr is the only extended attribute BuildKit compares and
 // writes into layers.
 const capabilityXattr = "security.capability"
+
+// hashWorkers bounds the goroutines that hash content in Take (fewer when
+// GOMAXPROCS is lower); hashQueue is how many files the walk may be ahead.
+const (
+	hashWorkers = 4
+	hashQueue   = 256
+)
 
 // Option configures Take and Diff.
 type Option func(*options) error
@@ -112,26 +121,50 @@ func Take(ctx context.Context, dir string, opts ...Option) (*Snapshot, error) {
 		return nil, err
 	}
 	s := &Snapshot{ignore: o.ignore, entries: map[string]*record{}}
-	var buf []byte
-	if o.hash {
-		buf = make([]byte, 64<<10)
+	// Content is hashed by a few workers while the walk goes on: reading
+	// and hashing a base's files is most of Take's time.
+	type hashJob struct {
+		full string
+		r    *record
 	}
-	err = walk(ctx, dir, o.ignore, func(rel, full string, r *record) error {
+	jobs := make(chan hashJob, hashQueue)
+	g, gctx := errgroup.WithContext(ctx)
+	if o.hash {
+		for range min(runtime.GOMAXPROCS(0), hashWorkers) {
+			g.Go(func() error {
+				buf := make([]byte, 64<<10)
+				for j := range jobs {
+					h, err := hashFile(j.full, buf)
+					if err != nil {
+						return err
+					}
+					j.r.hash = h
+				}
+				return nil
+			})
+		}
+	}
+	werr := walk(gctx, dir, o.ignore, func(rel, full string, r *record) error {
 		if err := readXattrs(full, r); err != nil {
 			return err
 		}
-		if o.hash && r.ambiguous() {
-			h, err := hashFile(full, buf)
-			if err != nil {
-				return err
-			}
-			r.hash = h
-		}
 		s.entries[rel] = r
+		if o.hash && r.ambiguous() {
+			select {
+			case jobs <- hashJob{full: full, r: r}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("taking snapshot of %s: %w", dir, err)
+	close(jobs)
+	// A failed hash cancels the walk: its error is the one to report.
+	if herr := g.Wait(); herr != nil {
+		werr = herr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("taking snapshot of %s: %w", dir, werr)
 	}
 	return s, nil
 }
