@@ -330,6 +330,18 @@ func cachedBuildLogged(t *testing.T, cache, df string, img v1.Image, opts ...Opt
 	return res, logs.String(), nil
 }
 
+// inRootModes runs test in parallel subtests, one per root mode.
+func inRootModes(t *testing.T, test func(t *testing.T, opts []Option)) {
+	t.Parallel()
+	requireRoot(t)
+	for _, m := range rootModes() {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, m.opts)
+		})
+	}
+}
+
 // rootModes are the two ways a stage's root file system is made from the
 // cache: an overlay mount over the entry (where this process may mount),
 // or a private copy of it (baseFill makes the entry on a miss).
@@ -371,16 +383,7 @@ func cacheEntries(t *testing.T, cache string) []string {
 	return out
 }
 
-func TestBaseCacheSecondBuild(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	for _, m := range rootModes() {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			testBaseCacheSecondBuild(t, m.opts)
-		})
-	}
-}
+func TestBaseCacheSecondBuild(t *testing.T) { inRootModes(t, testBaseCacheSecondBuild) }
 
 func testBaseCacheSecondBuild(t *testing.T, opts []Option) {
 	base := testbed.BusyboxImage(t, testbed.WithFile("/etc/motd", "original\n"))
@@ -468,16 +471,7 @@ func testBaseCacheSecondBuild(t *testing.T, opts []Option) {
 	}
 }
 
-func TestBaseCacheConcurrentBuilds(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	for _, m := range rootModes() {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			testBaseCacheConcurrentBuilds(t, m.opts)
-		})
-	}
-}
+func TestBaseCacheConcurrentBuilds(t *testing.T) { inRootModes(t, testBaseCacheConcurrentBuilds) }
 
 func testBaseCacheConcurrentBuilds(t *testing.T, opts []Option) {
 	base := newCountedImage(testbed.BusyboxImage(t))
@@ -507,16 +501,7 @@ func testBaseCacheConcurrentBuilds(t *testing.T, opts []Option) {
 	}
 }
 
-func TestBaseCachePrefix(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	for _, m := range rootModes() {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			testBaseCachePrefix(t, m.opts)
-		})
-	}
-}
+func TestBaseCachePrefix(t *testing.T) { inRootModes(t, testBaseCachePrefix) }
 
 func testBaseCachePrefix(t *testing.T, opts []Option) {
 	busybox := testbed.BusyboxImage(t)
@@ -615,16 +600,7 @@ func TestBaseCacheBrokenLayer(t *testing.T) {
 	}
 }
 
-func TestBaseCacheHostileLayer(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	for _, m := range rootModes() {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			testBaseCacheHostileLayer(t, m.opts)
-		})
-	}
-}
+func TestBaseCacheHostileLayer(t *testing.T) { inRootModes(t, testBaseCacheHostileLayer) }
 
 func testBaseCacheHostileLayer(t *testing.T, opts []Option) {
 	hostile := tarLayer(t, []tarFile{{name: "../escape", body: "x"}})
