@@ -21,6 +21,10 @@ type aheadScan struct {
 	wg     sync.WaitGroup
 	opts   []scan.Option
 	log    *slog.Logger
+
+	mu     sync.Mutex
+	dbDone chan struct{}   // closed once db is set; nil until the hook runs
+	db     *scan.DBOutcome // the hook's preparation of the DB
 }
 
 // startAheadScan prepares the analysis with the scan's options; nil when
@@ -43,19 +47,25 @@ func startAheadScan(ctx context.Context, cfg Config, lookup LookupEnv, log *slog
 // after it), and analyses nothing when that fails: the scan could not run,
 // and says why itself.
 func (a *aheadScan) hook(base v1.Image, instructions []string) {
+	done := make(chan struct{})
+	a.mu.Lock()
+	a.dbDone = done
+	a.mu.Unlock()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		start := time.Now()
-		// The scan repeats any warning of a failed download: here they are
-		// debug lines.
+		// The scan repeats any warning of a failed download (dbOutcome): here
+		// they are debug lines.
 		quiet := append(slices.Clone(a.opts), scan.WithLogger(slog.New(allDebug{a.log.Handler()})))
-		repo, err := scan.PrepareDB(a.ctx, quiet...)
-		if err != nil {
+		db := scan.PrepareDB(a.ctx, quiet...)
+		a.db = db
+		close(done)
+		if err := db.Err(); err != nil {
 			a.log.Debug("no vulnerability DB during the build; the base image is not analysed ahead", "err", err)
 			return
 		}
-		if repo != "" {
+		if repo := db.Repository(); repo != "" {
 			a.log.Info("vulnerability DB downloaded during the build", "repository", repo,
 				"duration", time.Since(start).Round(time.Millisecond))
 		}
@@ -67,6 +77,23 @@ func (a *aheadScan) hook(base v1.Image, instructions []string) {
 		}
 		a.log.Debug("base image analysed during the build", "layers", n, "duration", time.Since(start).Round(time.Millisecond))
 	}()
+}
+
+// dbOutcome returns what the hook's preparation of the DB came to, for the
+// scan after the build (scan.WithDBOutcome), waiting for it if it is still
+// going on; nil when the hook did not run (the build ran no RUN) or a == nil.
+func (a *aheadScan) dbOutcome() *scan.DBOutcome {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	done := a.dbDone
+	a.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	<-done
+	return a.db
 }
 
 // stop cancels an analysis still running and waits for it.

@@ -16,6 +16,9 @@ import (
 // analyses nothing (the scan after the build would not run) and the failed
 // downloads are debug lines, not warnings the scan repeats.
 func TestAheadScanWithoutDB(t *testing.T) {
+	if (&aheadScan{}).dbOutcome() != nil || (*aheadScan)(nil).dbOutcome() != nil {
+		t.Error("a DB outcome without the hook having run")
+	}
 	t.Parallel()
 	cache := t.TempDir()
 	cfg := Config{Scan: true, Scanners: []string{"vuln", "secret"}, CacheDir: cache,
@@ -27,6 +30,10 @@ func TestAheadScanWithoutDB(t *testing.T) {
 		t.Fatal("no ahead scan with the scan on")
 	}
 	a.hook(testbed.BusyboxImage(t), []string{"RUN"})
+	// The scan after the build takes this failure instead of trying again.
+	if db := a.dbOutcome(); db == nil || db.Err() == nil || !strings.Contains(db.Err().Error(), "db-repository") {
+		t.Errorf("DB outcome for the scan = %v, want the failed download", db)
+	}
 	a.stop()
 	out := logs.String()
 	if !strings.Contains(out, "no vulnerability DB during the build; the base image is not analysed ahead") {

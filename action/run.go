@@ -355,6 +355,7 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 			platform:       platforms[0],
 			dockerfile:     cfg.File,
 			dockerfilePath: dockerfilePath(cfg),
+			db:             ahead.dbOutcome(),
 		}
 		if len(cfg.Tags) > 0 {
 			target.name = cfg.Tags[0]

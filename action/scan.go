@@ -34,6 +34,9 @@ type scanTarget struct {
 	platform v1.Platform            // for compare-to
 	// dockerfile and its path as findings show it; empty for ship scan.
 	dockerfile, dockerfilePath string
+	// db is the DB preparation done during the build; nil: the scan
+	// prepares the DB itself.
+	db *scan.DBOutcome
 }
 
 // scanOutcome is what the scan step found and decided.
@@ -130,6 +133,11 @@ func runScan(ctx context.Context, cfg Config, t scanTarget, client imageClient, 
 	base, err := scanOptions(cfg, lookup, log)
 	if err != nil {
 		return nil, err
+	}
+	if t.db != nil {
+		// Not again after the repositories failed during the build (nor
+		// for compare-to).
+		base = append(base, scan.WithDBOutcome(t.db))
 	}
 	opts := append(slices.Clone(base), scan.WithImageName(t.name), scan.WithOrigins(t.origins))
 	if t.source != nil {

@@ -22,29 +22,45 @@ type dbState struct {
 	repository string        // where it was downloaded from
 	stale      bool          // a download failed and an older DB is used
 	age        time.Duration // since the DB was built (metadata UpdatedAt), when stale
+	tried      string        // the failed repositories, when stale
 }
+
+// DBOutcome is what PrepareDB came to. Given to Scan with WithDBOutcome, it
+// stands for Scan's own preparation of the DB: a run whose build prepared
+// the DB does not try the repositories again after they failed.
+type DBOutcome struct {
+	state dbState
+	err   error
+}
+
+// Repository returns where the DB was downloaded from ("" when no
+// download was needed or none succeeded).
+func (d *DBOutcome) Repository() string { return d.state.repository }
+
+// Err returns the error Scan would return for want of a DB.
+func (d *DBOutcome) Err() error { return d.err }
 
 // PrepareDB makes sure the cache dir holds a vulnerability DB the scan can
 // use, as Scan would at its start (see prepareDB): a build calls it while it
 // runs, so that the scan after it finds the DB fresh instead of downloading
-// it then. It returns the repository the DB was downloaded from ("" when
-// none was downloaded), and nothing to do when the scan needs no local DB
-// (no vuln scanner, or a Trivy server). An error is the one Scan would
-// return.
-func PrepareDB(ctx context.Context, opts ...Option) (string, error) {
+// it then. There is nothing to do when the scan needs no local DB (no vuln
+// scanner, or a Trivy server). The outcome's error is the one Scan would
+// return; Scans with the same options may take the outcome
+// (WithDBOutcome) instead of preparing the DB again.
+func PrepareDB(ctx context.Context, opts ...Option) *DBOutcome {
 	o, err := newOptions(opts)
 	if err != nil {
-		return "", err
+		return &DBOutcome{err: err}
 	}
 	if o.serverURL != "" || !o.has(ScannerVuln) {
-		return "", nil
+		return &DBOutcome{}
 	}
 	trivyMu.Lock()
 	defer trivyMu.Unlock()
 	restore := routeTrivyLogs(o.logger)
 	defer restore()
 	st, err := prepareDB(ctx, o)
-	return st.repository, err
+	return &DBOutcome{state: st, err: err}
 }
 
 // prepareDB makes sure DIR/db holds a usable vulnerability DB: it downloads
@@ -101,14 +117,19 @@ func prepareDB(ctx context.Context, o *options) (dbState, error) {
 
 	tried := strings.Join(failures, "; ")
 	if meta, ok := existingDB(dbDir); ok {
-		age := time.Since(meta.UpdatedAt).Round(time.Minute)
-		o.logger.WarnContext(ctx, "using the vulnerability DB in the cache: the download failed",
-			slog.String("age", age.String()), slog.Time("updated_at", meta.UpdatedAt), slog.String("tried", tried))
-		return dbState{stale: true, age: age}, nil
+		st := dbState{stale: true, age: time.Since(meta.UpdatedAt).Round(time.Minute), tried: tried}
+		warnStale(ctx, o.logger, st)
+		return st, nil
 	}
 	return dbState{}, fmt.Errorf("downloading vulnerability DB: every repository failed: %s; "+
 		"set db-repository to a mirror you can reach, or restore cache-dir (with db/trivy.db) from a cache "+
 		"and set skip-db-update", tried)
+}
+
+// warnStale says that the scan uses an older DB because the download failed.
+func warnStale(ctx context.Context, log *slog.Logger, st dbState) {
+	log.WarnContext(ctx, "using the vulnerability DB in the cache: the download failed",
+		slog.String("age", st.age.String()), slog.String("tried", st.tried))
 }
 
 // existingDB reports whether dbDir holds a DB Trivy can open, with its

@@ -61,6 +61,7 @@ type options struct {
 	dbRepositories []string
 	javaDBRepos    []string
 	skipDBUpdate   bool
+	db             *DBOutcome // see WithDBOutcome
 	origins        []findings.LayerOrigin
 	source         fs.FS
 	logger         *slog.Logger
@@ -169,6 +170,17 @@ func WithJavaDBRepositories(repos ...string) Option {
 func WithSkipDBUpdate(skip bool) Option {
 	return func(o *options) error {
 		o.skipDBUpdate = skip
+		return nil
+	}
+}
+
+// WithDBOutcome makes Scan take d, what PrepareDB did earlier in the run
+// with the same options, instead of preparing the DB itself: it fails with
+// d's error, or uses the DB d left in the cache dir (warning again when it
+// is an older one because the download failed). Nil changes nothing.
+func WithDBOutcome(d *DBOutcome) Option {
+	return func(o *options) error {
+		o.db = d
 		return nil
 	}
 }

@@ -129,7 +129,15 @@ func scanLocked(ctx context.Context, img v1.Image, o *options) (*Result, error) 
 		backend = client.NewService(client.ServiceOption{RemoteURL: o.serverURL, CustomHeaders: o.serverHeaders})
 	} else {
 		if o.has(ScannerVuln) {
-			if st, err = prepareDB(ctx, o); err != nil {
+			if o.db != nil {
+				// Prepared earlier in this run (PrepareDB): its outcome.
+				if st, err = o.db.state, o.db.err; err == nil && st.stale {
+					warnStale(ctx, o.logger, st)
+				}
+			} else {
+				st, err = prepareDB(ctx, o)
+			}
+			if err != nil {
 				return nil, err
 			}
 			if err := trivydb.Init(trivydb.Dir(o.cacheDir)); err != nil {

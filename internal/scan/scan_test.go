@@ -6,10 +6,13 @@ import (
 	"compress/gzip"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -655,9 +658,9 @@ func TestPrepareDB(t *testing.T) {
 	good := servedDB(t)
 
 	cache := t.TempDir()
-	repo, err := PrepareDB(t.Context(), WithCacheDir(cache), WithDBRepositories(unreachable, good), WithLogger(testLogger(t)))
-	if err != nil || repo != good {
-		t.Fatalf("PrepareDB = %q, %v; want downloaded from %s", repo, err, good)
+	db := PrepareDB(t.Context(), WithCacheDir(cache), WithDBRepositories(unreachable, good), WithLogger(testLogger(t)))
+	if db.Err() != nil || db.Repository() != good {
+		t.Fatalf("PrepareDB = %q, %v; want downloaded from %s", db.Repository(), db.Err(), good)
 	}
 	fi := newFixtureImage(t, runFiles)
 	res, err := Scan(t.Context(), fi.img, WithCacheDir(cache), WithDBRepositories(unreachable),
@@ -669,14 +672,36 @@ func TestPrepareDB(t *testing.T) {
 		t.Errorf("Scan after PrepareDB: stats %+v, %d findings; want the prepared DB used as is", res.Stats, len(res.Findings))
 	}
 
-	_, err = PrepareDB(t.Context(), WithCacheDir(t.TempDir()), WithDBRepositories(unreachable), WithLogger(testLogger(t)))
-	if err == nil || !strings.Contains(err.Error(), "db-repository") {
+	// A failure: Scan given the outcome fails the same way without asking
+	// the repository again.
+	var hits atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	}))
+	defer failing.Close()
+	failingRepo := strings.TrimPrefix(failing.URL, "http://") + "/aquasec/trivy-db:2"
+	noDB := t.TempDir()
+	failed := PrepareDB(t.Context(), WithCacheDir(noDB), WithDBRepositories(failingRepo), WithInsecureRegistry(true), WithLogger(testLogger(t)))
+	if err := failed.Err(); err == nil || !strings.Contains(err.Error(), "db-repository") {
 		t.Errorf("PrepareDB without any DB: %v, want Scan's error naming db-repository", err)
+	}
+	before := hits.Load()
+	if before == 0 {
+		t.Fatal("PrepareDB did not try the repository")
+	}
+	_, err = Scan(t.Context(), fi.img, WithCacheDir(noDB), WithDBRepositories(failingRepo), WithInsecureRegistry(true),
+		WithScanners(ScannerVuln), WithLogger(testLogger(t)), WithDBOutcome(failed))
+	if err == nil || err.Error() != failed.Err().Error() {
+		t.Errorf("Scan with the failed outcome: %v, want %v", err, failed.Err())
+	}
+	if n := hits.Load(); n != before {
+		t.Errorf("Scan with the failed outcome asked the repository again (%d requests, %d before)", n, before)
 	}
 	for _, opt := range []Option{WithScanners(ScannerSecret), WithServer("http://127.0.0.1:1", nil)} {
 		empty := t.TempDir()
-		if repo, err := PrepareDB(t.Context(), WithCacheDir(empty), WithDBRepositories(unreachable), opt); repo != "" || err != nil {
-			t.Errorf("PrepareDB when no local DB is needed = %q, %v", repo, err)
+		if db := PrepareDB(t.Context(), WithCacheDir(empty), WithDBRepositories(unreachable), opt); db.Repository() != "" || db.Err() != nil {
+			t.Errorf("PrepareDB when no local DB is needed = %q, %v", db.Repository(), db.Err())
 		}
 		if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 			t.Errorf("PrepareDB when no local DB is needed wrote %d entries in the cache dir", len(entries))
