@@ -20,7 +20,10 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/intesys/ship-action/internal/rootfs"
@@ -749,5 +752,63 @@ func TestDeferredCleanup(t *testing.T) {
 				t.Errorf("temporary directories after the cleanup: %v", tmps)
 			}
 		})
+	}
+}
+
+// TestBaseCacheUncompressedBase: without overlay, a base whose layer is
+// not gzip (an uncompressed OCI layer, read through Uncompressed) is also
+// extracted once and cached from its spooled stream.
+func TestBaseCacheUncompressedBase(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	busybox := testbed.BusyboxImage(t)
+	layers, err := busybox.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarball, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := busybox.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs, cf.History = nil, nil
+	img, err := mutate.ConfigFile(empty.Image, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.AppendLayers(img, static.NewLayer(tarball, types.OCIUncompressedLayer)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	first := newCountedImage(img)
+	_, logs, err := cachedBuildLogged(t, cache, "FROM busybox\nRUN echo a > /a\n", first, WithoutOverlay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := first.total(); n != 1 {
+		t.Errorf("first build read the base layer %d times, want 1", n)
+	}
+	if !strings.Contains(logs, "base root file system stored in the cache") {
+		t.Errorf("entry not made from the spooled layer; log:\n%s", logs)
+	}
+	second := newCountedImage(img)
+	res, err := cachedBuild(t, cache, "FROM busybox\nRUN ls /bin/sh > /out\n", second, WithoutOverlay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := second.total(); n != 0 {
+		t.Errorf("second build read the base layer %d times, want 0", n)
+	}
+	if got := flatten(t, res.Image)["out"]; got != "file /bin/sh 00644 0:0" {
+		t.Errorf("/out = %q", got)
 	}
 }

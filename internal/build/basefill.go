@@ -12,7 +12,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +20,8 @@ import (
 // base; when the base is not cached yet, extracting it into the cache and
 // then copying that would put two full writes of the base on the build's
 // path. Instead the stage's directory is extracted straight from the
-// registry while the compressed layers are also written to spool files,
+// registry while the layer streams the extraction reads (compressed for
+// gzip layers, uncompressed for others) are also written to spool files,
 // and the cache entry is extracted from those files in the background
 // while the build goes on (Build waits for it before it returns). The
 // entry's exclusive lock is held from the start, so other builds on the
@@ -37,17 +37,12 @@ type baseFill struct {
 // spoolBase returns layers with its bottom ones (the external base's)
 // wrapped so that extracting them also spools them, and the fill to finish
 // once the extraction is done. It returns nil when the base is to come
-// from the cache as usual: no cache, an entry or a prefix of one exists
-// already or is being made, or a layer is not gzip.
+// from the cache as usual: no cache, or an entry or a prefix of one exists
+// already or is being made.
 func (st *stageState) spoolBase(layers []v1.Layer) ([]v1.Layer, *baseFill) {
 	n := st.cachedBaseLayers(layers)
 	if n == 0 {
 		return nil, nil
-	}
-	for _, l := range layers[:n] {
-		if mt, err := l.MediaType(); err != nil || (mt != types.DockerLayer && mt != types.OCILayer) {
-			return nil, nil
-		}
 	}
 	c := newBaseCache(st.b.opts.cacheDir)
 	ids, err := chainIDs(layers[:n])
@@ -92,11 +87,12 @@ func (st *stageState) spoolBase(layers []v1.Layer) ([]v1.Layer, *baseFill) {
 func (f *baseFill) finish(b *builder, extracted bool) {
 	replay := make([]v1.Layer, len(f.layers))
 	for i, s := range f.layers {
-		if !extracted || !s.spooled.Load() {
+		kind := s.spooled.Load()
+		if !extracted || kind == spoolNone {
 			f.abandon()
 			return
 		}
-		replay[i] = replayLayer{Layer: s.Layer, path: s.path}
+		replay[i] = replayLayer{Layer: s.Layer, path: s.path, kind: kind}
 	}
 	b.fillWait.Go(func() {
 		defer os.RemoveAll(f.dir)
@@ -124,17 +120,32 @@ func (f *baseFill) abandon() {
 	_ = os.RemoveAll(f.dir)
 }
 
-// spoolLayer is a layer whose compressed stream, when read, is also
-// written to a file; spooled says the file holds all of it, read to its
-// end and verified against the layer's digest by the registry client.
+// Which stream of a layer its spool file holds.
+const (
+	spoolNone int32 = iota
+	spoolCompressed
+	spoolUncompressed
+)
+
+// spoolLayer is a layer whose stream, compressed or uncompressed (the one
+// read), is also written to a file; spooled says which one the file holds
+// whole, read to its end and verified by the registry client.
 type spoolLayer struct {
 	v1.Layer
 	path    string
-	spooled atomic.Bool
+	spooled atomic.Int32
 }
 
 func (l *spoolLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
+	return l.spool(l.Layer.Compressed, spoolCompressed)
+}
+
+func (l *spoolLayer) Uncompressed() (io.ReadCloser, error) {
+	return l.spool(l.Layer.Uncompressed, spoolUncompressed)
+}
+
+func (l *spoolLayer) spool(open func() (io.ReadCloser, error), kind int32) (io.ReadCloser, error) {
+	rc, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +153,7 @@ func (l *spoolLayer) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return rc, nil //nolint:nilerr // nothing spooled: the fill is given up, not the build
 	}
-	return &spoolReader{rc: rc, f: f, l: l}, nil
+	return &spoolReader{rc: rc, f: f, l: l, kind: kind}, nil
 }
 
 // spoolReader copies what is read to the spool file. A failing write only
@@ -151,6 +162,7 @@ type spoolReader struct {
 	rc   io.ReadCloser
 	f    *os.File
 	l    *spoolLayer
+	kind int32
 	werr error
 	eof  bool
 }
@@ -172,18 +184,34 @@ func (s *spoolReader) Close() error {
 		s.werr = ferr
 	}
 	if err == nil && s.eof && s.werr == nil {
-		s.l.spooled.Store(true)
+		s.l.spooled.Store(s.kind)
 	}
 	return err
 }
 
-// replayLayer reads a spooled layer's compressed stream from its file.
+// replayLayer reads the stream a spool file holds from it (the other one
+// from the layer: an extraction reads the same one again).
 type replayLayer struct {
 	v1.Layer
 	path string
+	kind int32
 }
 
 func (l replayLayer) Compressed() (io.ReadCloser, error) {
+	if l.kind != spoolCompressed {
+		return l.Layer.Compressed()
+	}
+	return l.open()
+}
+
+func (l replayLayer) Uncompressed() (io.ReadCloser, error) {
+	if l.kind != spoolUncompressed {
+		return l.Layer.Uncompressed()
+	}
+	return l.open()
+}
+
+func (l replayLayer) open() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)
 	if err != nil {
 		return nil, fmt.Errorf("reading spooled layer: %w", err)
