@@ -80,23 +80,13 @@ func scanInputs() []Input {
 			Name: "skip-files", Kind: KindList, Alias: "skip-file",
 			Description: "Files left out of the scan: globs matched against paths in the image, e.g. /app/testdata/*.pem or **/*.key (as trivy --skip-files).",
 			field:       func(c *Config) any { return &c.SkipFiles },
-			validate: func(c *Config) error {
-				if err := scan.CheckPathPatterns(c.SkipFiles); err != nil {
-					return fmt.Errorf("skip-files: %w", err)
-				}
-				return nil
-			},
+			validate:    func(c *Config) error { return pathPatterns("skip-files", c.SkipFiles) },
 		},
 		{
 			Name: "skip-dirs", Kind: KindList, Alias: "skip-dir",
 			Description: "Directories left out of the scan, with everything under them: globs, e.g. /var/lib/apt/lists or **/node_modules (as trivy --skip-dirs).",
 			field:       func(c *Config) any { return &c.SkipDirs },
-			validate: func(c *Config) error {
-				if err := scan.CheckPathPatterns(c.SkipDirs); err != nil {
-					return fmt.Errorf("skip-dirs: %w", err)
-				}
-				return nil
-			},
+			validate:    func(c *Config) error { return pathPatterns("skip-dirs", c.SkipDirs) },
 		},
 		{
 			Name: "db-repository", Kind: KindList, Alias: "db-repositories", Default: strings.Join(scan.DefaultDBRepositories(), ","),
@@ -196,6 +186,14 @@ func scanInputs() []Input {
 			},
 		},
 	}
+}
+
+// pathPatterns checks the globs of a skip-files or skip-dirs input.
+func pathPatterns(input string, patterns []string) error {
+	if err := scan.CheckPathPatterns(patterns); err != nil {
+		return fmt.Errorf("%s: %w", input, err)
+	}
+	return nil
 }
 
 // filesExist checks that every path of an input names a regular file.
