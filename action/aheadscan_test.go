@@ -16,10 +16,10 @@ import (
 // analyses nothing (the scan after the build would not run) and the failed
 // downloads are debug lines, not warnings the scan repeats.
 func TestAheadScanWithoutDB(t *testing.T) {
+	t.Parallel()
 	if (&aheadScan{}).dbOutcome() != nil || (*aheadScan)(nil).dbOutcome() != nil {
 		t.Error("a DB outcome without the hook having run")
 	}
-	t.Parallel()
 	cache := t.TempDir()
 	cfg := Config{Scan: true, Scanners: []string{"vuln", "secret"}, CacheDir: cache,
 		DBRepository: []string{"127.0.0.1:1/nobody/trivy-db:2"}}

@@ -246,7 +246,8 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	log.Info("building", "context", cfg.Context, "file", cfg.File, "target", cfg.Target)
 	start := time.Now()
 	// The build's root file systems are deleted while the run goes on
-	// (push, scan, reports); the run ends when that is done.
+	// (push, scan, attachments, outputs; not the reports, which come after
+	// buildImage); buildImage returns once that is done.
 	var cleanup sync.WaitGroup
 	defer cleanup.Wait()
 	buildOpts := []build.Option{
