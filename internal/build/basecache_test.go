@@ -20,7 +20,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -775,19 +774,7 @@ func TestBaseCacheUncompressedBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := busybox.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.RootFS.DiffIDs, cf.History = nil, nil
-	img, err := mutate.ConfigFile(empty.Image, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img, err = mutate.AppendLayers(img, static.NewLayer(tarball, types.OCIUncompressedLayer)); err != nil {
-		t.Fatal(err)
-	}
+	img := testbed.LinuxImage(t, static.NewLayer(tarball, types.OCIUncompressedLayer))
 	cache := t.TempDir()
 	first := newCountedImage(img)
 	_, logs, err := cachedBuildLogged(t, cache, "FROM busybox\nRUN echo a > /a\n", first, WithoutOverlay())
