@@ -27,6 +27,8 @@ type options struct {
 	noRootFSCache bool
 	// noOverlay: see WithoutOverlay.
 	noOverlay bool
+	// memRootLimit: see withMemoryRoot; 0: from the memory available.
+	memRootLimit int64
 	// layerHook: see WithLayerHook.
 	layerHook func(v1.Layer)
 	// baseHook: see WithBaseImageHook.
