@@ -368,10 +368,24 @@ func TestRunChrootMode(t *testing.T) {
 func TestRunTempDirsRemoved(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
+	// With a base cache, and without one (the base then in a tmpfs where
+	// overlay mounts work: see memroot.go).
+	for _, mode := range []struct {
+		name string
+		opts []Option
+	}{{"base cache", nil}, {"no base cache", []Option{WithoutRootFSCache()}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testRunTempDirsRemoved(t, mode.opts)
+		})
+	}
+}
+
+func testRunTempDirsRemoved(t *testing.T, opts []Option) {
 	for _, df := range []string{"FROM busybox\nRUN echo ok > /ok\n", "FROM busybox\nRUN exit 1\n"} {
 		cache := t.TempDir()
 		src := &memSource{images: map[string]v1.Image{"busybox": testbed.BusyboxImage(t)}}
-		_, _ = Build(context.Background(), fixture{dockerfile: df}.request(t), WithImageSource(src), WithCacheDir(cache))
+		_, _ = Build(context.Background(), fixture{dockerfile: df}.request(t), append([]Option{WithImageSource(src), WithCacheDir(cache)}, opts...)...)
 		if left := leftovers(t, cache); len(left) != 0 {
 			t.Errorf("%q: cache dir keeps %v", df, left)
 		}
@@ -386,7 +400,7 @@ func TestRunTempDirsRemoved(t *testing.T) {
 	req := fixture{dockerfile: "FROM busybox\nRUN touch /started-marker; sleep 30\n"}.request(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := Build(ctx, req, WithImageSource(src), WithCacheDir(cache))
+		_, err := Build(ctx, req, append([]Option{WithImageSource(src), WithCacheDir(cache)}, opts...)...)
 		done <- err
 	}()
 	for i := 0; i < 200; i++ {
