@@ -529,6 +529,33 @@ func BenchmarkNew(b *testing.B) {
 	}
 }
 
+// BenchmarkNewStream writes a 64 MB incompressible layer while a reader
+// drains its stream, as the upload during a build does.
+func BenchmarkNewStream(b *testing.B) {
+	entries := noiseEntries(256, 256<<10)
+	b.SetBytes(256 * 256 << 10)
+	dir := b.TempDir()
+	for b.Loop() {
+		done := make(chan struct{})
+		l, err := New(context.Background(), entries, WithTempDir(dir), WithStream(func(sl v1.Layer) {
+			go func() {
+				defer close(done)
+				rc, err := sl.Compressed()
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, rc)
+				_ = rc.Close()
+			}()
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		_ = l.(io.Closer).Close()
+	}
+}
+
 // WriteTar is New's tar stream without the compression: callers that unpack
 // entries at once get exactly what the layer would hold.
 func TestWriteTarIsTheLayersTar(t *testing.T) {

@@ -54,11 +54,30 @@ func (s *streamLayer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	select {
-	case s.chunks <- append([]byte(nil), p...):
+	case s.chunks <- append(getChunk(len(p)), p...):
 	default:
 		s.endLocked(errStreamBehind)
 	}
 	return len(p), nil
+}
+
+// chunkPool recycles the buffers of stream chunks: a layer's compressed
+// bytes pass through a few of them instead of a fresh allocation per
+// write (whose page faults and zeroing cost as much as the copy).
+var chunkPool sync.Pool
+
+// getChunk returns an empty buffer with room for n bytes.
+func getChunk(n int) []byte {
+	if b, ok := chunkPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, 1<<20))
+}
+
+// putChunk gives a buffer the reader has consumed back.
+func putChunk(b []byte) {
+	b = b[:0]
+	chunkPool.Put(&b)
 }
 
 // finish ends the stream: with the finished layer, or with err.
@@ -138,11 +157,16 @@ func (s *streamLayer) MediaType() (types.MediaType, error) { return types.OCILay
 // streamReader reads a streamLayer's chunks.
 type streamReader struct {
 	s   *streamLayer
-	cur []byte
+	buf []byte // the chunk being read, to recycle
+	cur []byte // what is left of it
 }
 
 func (r *streamReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
+		if r.buf != nil {
+			putChunk(r.buf)
+			r.buf = nil
+		}
 		c, ok := <-r.s.chunks
 		if !ok {
 			r.s.mu.Lock()
@@ -153,7 +177,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		r.cur = c
+		r.buf, r.cur = c, c
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
