@@ -34,6 +34,7 @@ func WithStream(start func(v1.Layer)) Option {
 // streamLayer is the layer WithStream hands over.
 type streamLayer struct {
 	chunks chan []byte
+	free   chan []byte // consumed chunks, for reuse
 
 	mu     sync.Mutex
 	ended  bool  // chunks is closed
@@ -43,7 +44,7 @@ type streamLayer struct {
 }
 
 func newStreamLayer() *streamLayer {
-	return &streamLayer{chunks: make(chan []byte, streamChunks)}
+	return &streamLayer{chunks: make(chan []byte, streamChunks), free: make(chan []byte, streamChunks)}
 }
 
 // Write feeds the stream; it never blocks and never fails.
@@ -54,30 +55,34 @@ func (s *streamLayer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	select {
-	case s.chunks <- append(getChunk(len(p)), p...):
+	case s.chunks <- append(s.getChunk(len(p)), p...):
 	default:
 		s.endLocked(errStreamBehind)
 	}
 	return len(p), nil
 }
 
-// chunkPool recycles the buffers of stream chunks: a layer's compressed
-// bytes pass through a few of them instead of a fresh allocation per
-// write (whose page faults and zeroing cost as much as the copy).
-var chunkPool sync.Pool
-
-// getChunk returns an empty buffer with room for n bytes.
-func getChunk(n int) []byte {
-	if b, ok := chunkPool.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:0]
+// getChunk returns an empty buffer with room for n bytes: one the reader
+// has consumed when there is one, so that a layer's compressed bytes pass
+// through a few buffers instead of a fresh allocation per write (whose
+// page faults and zeroing cost as much as the copy).
+func (s *streamLayer) getChunk(n int) []byte {
+	select {
+	case b := <-s.free:
+		if cap(b) >= n {
+			return b[:0]
+		}
+	default:
 	}
 	return make([]byte, 0, max(n, 1<<20))
 }
 
 // putChunk gives a buffer the reader has consumed back.
-func putChunk(b []byte) {
-	b = b[:0]
-	chunkPool.Put(&b)
+func (s *streamLayer) putChunk(b []byte) {
+	select {
+	case s.free <- b[:0]:
+	default:
+	}
 }
 
 // finish ends the stream: with the finished layer, or with err.
@@ -164,7 +169,7 @@ type streamReader struct {
 func (r *streamReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
 		if r.buf != nil {
-			putChunk(r.buf)
+			r.s.putChunk(r.buf)
 			r.buf = nil
 		}
 		c, ok := <-r.s.chunks
