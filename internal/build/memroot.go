@@ -26,10 +26,10 @@ import (
 // tmpfs, where decompressing the layer is what is left). So the base goes
 // to a private tmpfs mount, sized from the memory this process may use,
 // which is unmounted (its memory freed at once, nothing to delete) when
-// the stage's root file system is released. Only without a base cache:
-// making the cache entry from spooled layers while the RUN goes on, as
-// without overlay (baseFill), was tried and slowed the RUN more than it
-// saved (two builds measured: RUN 10.2 and 10.8 s against 8.1 and 9.0 s),
+// the stage's root file system is released. Only where the base has no
+// cache entry (no cache, or the cache failed): making the entry from
+// spooled layers while the RUN goes on, as without overlay (baseFill),
+// was tried and slowed the RUN more than it saved (two builds measured: RUN 10.2 and 10.8 s against 8.1 and 9.0 s),
 // so with a cache the base is extracted into the entry as before. A base
 // that turns out larger than the mount (ENOSPC) is extracted onto the disk.
 const (
@@ -78,50 +78,62 @@ func (b *builder) memRootSize(layers []v1.Layer) int64 {
 	return limit
 }
 
-// memBase extracts layers into a tmpfs mounted at dir/base (see memRoot)
-// and returns it as the overlay's lower directory, with the function that
-// unmounts it. ok is false when the base is to come from the disk as
-// before: there is a base cache, it is too large for the memory, the mount
-// is refused, or the tmpfs filled up. err is an error the
-// extraction from the disk would hit too (a hostile layer, a cancelled
-// build).
-func (st *stageState) memBase(dir string, layers []v1.Layer) (lower string, release func(), ok bool, err error) {
-	if st.cachedBaseLayers(layers) > 0 {
-		return "", nil, false, nil
-	}
-	size := st.b.memRootSize(layers)
-	if size == 0 || len(layers) == 0 {
-		return "", nil, false, nil
-	}
-	log := st.b.opts.logger
-	base := filepath.Join(dir, "base")
+// privateBase extracts layers into dir/base, the overlay's lower directory
+// of a stage whose base has no cache entry: into a tmpfs mounted there
+// when they fit (see memRoot; release unmounts it), else, or when the
+// tmpfs fills up, on the disk (release is nil).
+func (st *stageState) privateBase(dir string, layers []v1.Layer) (base string, release func(), err error) {
+	base = filepath.Join(dir, "base")
 	if err := os.Mkdir(base, 0o755); err != nil {
-		return "", nil, false, fmt.Errorf("creating root file system directory: %w", err)
+		return "", nil, fmt.Errorf("creating root file system directory: %w", err)
 	}
-	if err := unix.Mount("tmpfs", base, "tmpfs", 0, "mode=0755,size="+strconv.FormatInt(size, 10)); err != nil {
-		log.Debug("base root file system in memory unavailable", "err", err)
-		_ = os.Remove(base)
-		return "", nil, false, nil
+	if err := os.Chmod(base, 0o755); err != nil {
+		return "", nil, fmt.Errorf("creating root file system directory: %w", err)
 	}
-	unmount := func() {
-		if err := unix.Unmount(base, 0); err != nil {
-			_ = unix.Unmount(base, unix.MNT_DETACH)
+	if len(layers) == 0 {
+		return base, nil, nil
+	}
+	ctx, log := st.b.runCtx, st.b.opts.logger
+	if unmount := st.b.mountMemRoot(base, layers); unmount != nil {
+		start := time.Now()
+		rep, err := rootfs.Extract(ctx, base, layers)
+		if err == nil {
+			log.Debug("base root file system in memory", "stage", st.s.DisplayName(), "layers", len(layers), "duration", time.Since(start))
+			st.b.warnExtract(st.s.DisplayName(), rep)
+			return base, unmount, nil
 		}
+		unmount() // base is the empty directory again
+		if !errors.Is(err, syscall.ENOSPC) || ctx.Err() != nil {
+			return "", nil, fmt.Errorf("extracting root file system: %w", err)
+		}
+		log.Debug("base root file system larger than the memory for it: extracting it on the disk", "stage", st.s.DisplayName())
 	}
-	start := time.Now()
-	rep, err := rootfs.Extract(st.b.runCtx, base, layers)
+	log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(layers))
+	rep, err := rootfs.Extract(ctx, base, layers)
 	if err != nil {
-		unmount()
-		_ = os.Remove(base)
-		if errors.Is(err, syscall.ENOSPC) && st.b.runCtx.Err() == nil {
-			log.Debug("base root file system larger than the memory for it: extracting it on the disk", "stage", st.s.DisplayName(), "limit", size)
-			return "", nil, false, nil
-		}
-		return "", nil, false, fmt.Errorf("extracting root file system: %w", err)
+		return "", nil, fmt.Errorf("extracting root file system: %w", err)
 	}
-	log.Debug("base root file system in memory", "stage", st.s.DisplayName(), "layers", len(layers), "duration", time.Since(start))
 	st.b.warnExtract(st.s.DisplayName(), rep)
-	return base, unmount, true, nil
+	return base, nil, nil
+}
+
+// mountMemRoot mounts a tmpfs at dir for layers when they fit
+// (memRootSize) and returns the function that unmounts it; nil when they
+// do not fit or the mount is refused.
+func (b *builder) mountMemRoot(dir string, layers []v1.Layer) func() {
+	size := b.memRootSize(layers)
+	if size == 0 {
+		return nil
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,size="+strconv.FormatInt(size, 10)); err != nil {
+		b.opts.logger.Debug("base root file system in memory unavailable", "err", err)
+		return nil
+	}
+	return func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	}
 }
 
 // availableMemory returns the memory this process may still use: the

@@ -143,9 +143,9 @@ var errOverlay = errors.New("overlay mount failed")
 // overlayRootDir makes the stage's root file system an overlay mount (see
 // overlayRoot): the directories of kept (the stage it is built on, whose
 // first nKept layers it shares) as lower directories, or else the base's
-// cache entry, or a private extraction of the base: in memory when it
-// fits (memBase), else on the disk when there is no cache; the layers
-// above them are applied through the mount. A mount failure wraps
+// cache entry, or a private extraction of the base when there is no
+// cache (privateBase: in memory when it fits); the layers above them are
+// applied through the mount. A mount failure wraps
 // errOverlay.
 func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept int) (string, error) {
 	ctx := st.b.runCtx
@@ -164,10 +164,6 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 	if kept != nil {
 		// The stage built on: its directories, read-only, under this one.
 		lowers, rest = kept.keptLowers(), layers[nKept:]
-	} else if lower, unmount, ok, err := st.memBase(dir, layers); err != nil {
-		return fail(err)
-	} else if ok {
-		lowers, release, rest = []string{lower}, unmount, nil
 	} else {
 		e, n, err := st.cachedBase(layers)
 		if err != nil {
@@ -178,22 +174,11 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 		}
 	}
 	if lowers == nil {
-		base := filepath.Join(dir, "base")
-		if err := os.Mkdir(base, 0o755); err != nil {
-			return fail(fmt.Errorf("creating root file system directory: %w", err))
+		base, unmount, err := st.privateBase(dir, rest)
+		if err != nil {
+			return fail(err)
 		}
-		if err := os.Chmod(base, 0o755); err != nil {
-			return fail(fmt.Errorf("creating root file system directory: %w", err))
-		}
-		if len(rest) > 0 {
-			log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(rest))
-			rep, err := rootfs.Extract(ctx, base, rest)
-			if err != nil {
-				return fail(fmt.Errorf("extracting root file system: %w", err))
-			}
-			st.b.warnExtract(st.s.DisplayName(), rep)
-		}
-		lowers, rest = []string{base}, nil
+		lowers, release, rest = []string{base}, unmount, nil
 	}
 	ov, err := newOverlayRoot(dir, lowers, st.b.overlayVolatile, release)
 	if err != nil {
