@@ -209,7 +209,7 @@ func (c *baseCache) create(ctx context.Context, ids []v1.Hash, layers []v1.Layer
 	// Prefix reuse: the longest chain below this one that has an entry.
 	for i := len(ids) - 2; i >= 0; i-- {
 		pk := ids[i].Hex
-		if _, err := os.Stat(filepath.Join(c.dir, pk, entryRoot)); err != nil {
+		if !c.hasEntry(pk) {
 			continue
 		}
 		plk, err := c.lock(ctx, pk, unix.LOCK_SH)
@@ -269,6 +269,13 @@ func (c *baseCache) readEntry(key string) (rep *rootfs.ExtractReport, ok bool, e
 	}
 	touch(filepath.Join(c.dir, key, entryReport)) // its last use, for PruneCache
 	return rep, true, nil
+}
+
+// hasEntry reports whether entry key is there (entries appear whole: see
+// create), without reading or locking it.
+func (c *baseCache) hasEntry(key string) bool {
+	_, err := os.Stat(filepath.Join(c.dir, key, entryRoot))
+	return err == nil
 }
 
 // copyEntry copies the root file system of entry key into dst when the

@@ -50,7 +50,7 @@ func (st *stageState) spoolBase(layers []v1.Layer) ([]v1.Layer, *baseFill) {
 		return nil, nil
 	}
 	for _, id := range ids {
-		if _, err := os.Stat(filepath.Join(c.dir, id.Hex)); err == nil {
+		if c.hasEntry(id.Hex) {
 			return nil, nil // an entry to copy, whole or as a prefix
 		}
 	}
