@@ -709,48 +709,43 @@ func TestBaseCacheCreatorDoesNotWaitForReaders(t *testing.T) {
 // TestDeferredCleanup: with WithDeferredCleanup, Build returns with its
 // temporary directory still there, nothing mounted in it and no cache
 // entry locked, and the function it hands over deletes it.
-func TestDeferredCleanup(t *testing.T) {
-	t.Parallel()
-	requireRoot(t)
-	for _, m := range rootModes() {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			cache := t.TempDir()
-			var cleanup func()
-			opts := append(slices.Clone(m.opts), WithDeferredCleanup(func(f func()) { cleanup = f }))
-			// Stage b is built on a, whose root is kept for it.
-			res, err := cachedBuild(t, cache, "FROM busybox AS a\nRUN echo a > /a\nFROM a\nRUN cat /a > /b\n",
-				testbed.BusyboxImage(t), opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := flatten(t, res.Image)["b"]; got != "file a 00644 0:0" {
-				t.Errorf("/b = %q", got)
-			}
-			if cleanup == nil {
-				t.Fatal("Build handed over no cleanup")
-			}
-			tmps, _ := filepath.Glob(filepath.Join(cache, "ship-build-*"))
-			if len(tmps) != 1 {
-				t.Fatalf("temporary directories before the cleanup: %v, want one", tmps)
-			}
-			if b, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(b), tmps[0]) {
-				t.Errorf("mounts left in %s before the cleanup (err %v)", tmps[0], err)
-			}
-			// Every cache entry is unlocked: an exclusive lock is free.
-			c := newBaseCache(cache)
-			for _, key := range cacheEntries(t, cache) {
-				lk, got, err := c.tryLock(key, unix.LOCK_EX)
-				if err != nil || !got {
-					t.Errorf("cache entry %s still locked (err %v)", key, err)
-				}
-				lk.unlock()
-			}
-			cleanup()
-			if tmps, _ := filepath.Glob(filepath.Join(cache, "ship-build-*")); len(tmps) != 0 {
-				t.Errorf("temporary directories after the cleanup: %v", tmps)
-			}
-		})
+func TestDeferredCleanup(t *testing.T) { inRootModes(t, testDeferredCleanup) }
+
+func testDeferredCleanup(t *testing.T, modeOpts []Option) {
+	cache := t.TempDir()
+	var cleanup func()
+	opts := append(slices.Clone(modeOpts), WithDeferredCleanup(func(f func()) { cleanup = f }))
+	// Stage b is built on a, whose root is kept for it.
+	res, err := cachedBuild(t, cache, "FROM busybox AS a\nRUN echo a > /a\nFROM a\nRUN cat /a > /b\n",
+		testbed.BusyboxImage(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := flatten(t, res.Image)["b"]; got != "file a 00644 0:0" {
+		t.Errorf("/b = %q", got)
+	}
+	if cleanup == nil {
+		t.Fatal("Build handed over no cleanup")
+	}
+	tmps, _ := filepath.Glob(filepath.Join(cache, "ship-build-*"))
+	if len(tmps) != 1 {
+		t.Fatalf("temporary directories before the cleanup: %v, want one", tmps)
+	}
+	if m := mountsUnder(t, tmps[0]); len(m) > 0 {
+		t.Errorf("mounts left in %s before the cleanup: %v", tmps[0], m)
+	}
+	// Every cache entry is unlocked: an exclusive lock is free.
+	c := newBaseCache(cache)
+	for _, key := range cacheEntries(t, cache) {
+		lk, got, err := c.tryLock(key, unix.LOCK_EX)
+		if err != nil || !got {
+			t.Errorf("cache entry %s still locked (err %v)", key, err)
+		}
+		lk.unlock()
+	}
+	cleanup()
+	if tmps, _ := filepath.Glob(filepath.Join(cache, "ship-build-*")); len(tmps) != 0 {
+		t.Errorf("temporary directories after the cleanup: %v", tmps)
 	}
 }
 

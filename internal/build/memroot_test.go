@@ -132,25 +132,26 @@ func TestAvailableMemory(t *testing.T) {
 	cg := filepath.Join(dir, "cg")
 	write("cg/job/memory.max", "1073741824\n")
 	write("cg/job/memory.current", "73741824\n")
-	if n, ok := cgroupMemoryLeft(write("v2", "0::/job\n"), cg); !ok || n != 1000000000 {
-		t.Errorf("cgroup v2 limit: %d, %v", n, ok)
-	}
 	write("cg/free/memory.max", "max\n")
-	if _, ok := cgroupMemoryLeft(write("v2max", "0::/free\n"), cg); ok {
-		t.Error("cgroup v2 without a limit: ok")
-	}
 	write("cg/memory/docker/x/memory.limit_in_bytes", "536870912\n")
 	write("cg/memory/docker/x/memory.usage_in_bytes", "36870912\n")
-	if n, ok := cgroupMemoryLeft(write("v1", "12:cpu,cpuacct:/docker/x\n4:memory:/docker/x\n"), cg); !ok || n != 500000000 {
-		t.Errorf("cgroup v1 limit: %d, %v", n, ok)
-	}
 	write("cg/memory/nolimit/memory.limit_in_bytes", "9223372036854771712\n")
-	if _, ok := cgroupMemoryLeft(write("v1max", "4:memory:/nolimit\n"), cg); ok {
-		t.Error("cgroup v1 without a limit: ok")
-	}
 	write("cg/over/memory.max", "100\n")
 	write("cg/over/memory.current", "200\n")
-	if n, ok := cgroupMemoryLeft(write("v2over", "0::/over\n"), cg); !ok || n != 0 {
-		t.Errorf("cgroup over its limit: %d, %v", n, ok)
+	for _, tt := range []struct {
+		name, cgroup string
+		want         int64
+		ok           bool
+	}{
+		{"cgroup v2 limit", "0::/job\n", 1000000000, true},
+		{"cgroup v2 without a limit", "0::/free\n", 0, false},
+		{"cgroup v1 limit", "12:cpu,cpuacct:/docker/x\n4:memory:/docker/x\n", 500000000, true},
+		{"cgroup v1 without a limit", "4:memory:/nolimit\n", 0, false},
+		{"cgroup over its limit", "0::/over\n", 0, true},
+	} {
+		n, ok := cgroupMemoryLeft(write(tt.name, tt.cgroup), cg)
+		if ok != tt.ok || (ok && n != tt.want) {
+			t.Errorf("%s: %d, %v; want %d, %v", tt.name, n, ok, tt.want, tt.ok)
+		}
 	}
 }
