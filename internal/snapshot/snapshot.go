@@ -34,6 +34,7 @@ type Option func(*options) error
 type options struct {
 	ignore map[string]struct{}
 	hash   bool
+	hashed func(full string) // tests: called after each file Take hashed
 }
 
 func newOptions(opts []Option) (options, error) {
@@ -128,17 +129,27 @@ func Take(ctx context.Context, dir string, opts ...Option) (*Snapshot, error) {
 		r    *record
 	}
 	jobs := make(chan hashJob, hashQueue)
-	g, gctx := errgroup.WithContext(ctx)
+	// stop ends the workers when the walk fails: the files still queued
+	// are not read.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(wctx)
 	if o.hash {
 		for range min(runtime.GOMAXPROCS(0), hashWorkers) {
 			g.Go(func() error {
 				buf := make([]byte, 64<<10)
 				for j := range jobs {
+					if err := gctx.Err(); err != nil {
+						return err
+					}
 					h, err := hashFile(j.full, buf)
 					if err != nil {
 						return err
 					}
 					j.r.hash = h
+					if o.hashed != nil {
+						o.hashed(j.full)
+					}
 				}
 				return nil
 			})
@@ -158,9 +169,13 @@ func Take(ctx context.Context, dir string, opts ...Option) (*Snapshot, error) {
 		}
 		return nil
 	})
+	if werr != nil {
+		stop()
+	}
 	close(jobs)
-	// A failed hash cancels the walk: its error is the one to report.
-	if herr := g.Wait(); herr != nil {
+	// A failed hash cancels the walk: its error is the one to report,
+	// unless the walk failed first and stopped the workers.
+	if herr := g.Wait(); herr != nil && (werr == nil || !errors.Is(herr, context.Canceled)) {
 		werr = herr
 	}
 	if werr != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -597,5 +598,44 @@ func TestDiffUpper(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A Take that fails stops hashing: the files still queued for their content
+// are not read.
+func TestTakeStopsHashingOnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const files = 300 // more than hashQueue
+	for i := range files {
+		write(t, dir, fmt.Sprintf("f%03d", i), "content", 0o644)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	hashed := 0
+	hook := func(o *options) error {
+		o.hashed = func(string) {
+			mu.Lock()
+			hashed++
+			first := hashed == 1
+			mu.Unlock()
+			if first {
+				// Let the walk fill the queue, then fail it.
+				time.Sleep(200 * time.Millisecond)
+				cancel()
+			}
+			<-ctx.Done() // the other workers wait for the failure
+		}
+		return nil
+	}
+	_, err := Take(ctx, dir, WithContentHash(), hook)
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("got error %v, want context canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hashed > 2*hashWorkers {
+		t.Fatalf("%d files hashed after the walk failed at the first, want at most %d", hashed, 2*hashWorkers)
 	}
 }
