@@ -79,17 +79,21 @@ CMD ["python3","/app/main.py"]
 DF
 
 now() { date +%s%N; }
-declare -A T RSS ANON LOAD
-run_ship() {
-	local cache; cache=$(mktemp -d)
+declare -A T RSS ANON SHM LOAD
+# timed_ship KEY RUN ARGS...: runs ship with ARGS under /usr/bin/time, sets
+# T[KEY,RUN], RSS[KEY,RUN] (peak RSS, MB), ANON[KEY,RUN] (peak RssAnon, MB)
+# and SHM[KEY,RUN] (peak growth of the machine's Shmem, MB: the tmpfs that
+# holds the base in memory without --cache-dir is not in ship's RSS).
+timed_ship() {
+	local key=$1 r=$2; shift 2
+	local shm0 k v _; shm0=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
 	local t0; t0=$(now)
-	/usr/bin/time -v -o "$WORK/ship.time" "$SHIP" --context "$CTX" --tag "$REG/ship/app$1:1" --push \
-		--insecure-registry "$REG" --cache-dir "$cache" --scan=false >/dev/null 2>"$WORK/ship.err" &
-	local tpid=$! anon=0
+	/usr/bin/time -v -o "$WORK/$key.time" "$SHIP" "$@" >/dev/null 2>"$WORK/$key.err" &
+	local tpid=$! anon=0 shm=0
 	# The peak of /usr/bin/time counts the pages of ship's executable it
 	# touched (file-backed, shared, reclaimable; Trivy makes it 200 MB):
 	# ship's own memory is RssAnon, sampled every 0.2 s with shell builtins.
-	local spid="" k v _
+	local spid=""
 	while kill -0 "$tpid" 2>/dev/null; do
 		if [[ -z $spid && -r /proc/$tpid/task/$tpid/children ]]; then
 			read -r spid _ <"/proc/$tpid/task/$tpid/children" || true
@@ -99,22 +103,28 @@ run_ship() {
 				[[ $k == RssAnon: ]] && ((v > anon)) && anon=$v
 			done 2>/dev/null <"/proc/$spid/status" || true
 		fi
+		while read -r k v _; do
+			[[ $k == Shmem: ]] && ((v - shm0 > shm)) && shm=$((v - shm0))
+		done </proc/meminfo
 		sleep 0.2
 	done
-	wait "$tpid" || { cat "$WORK/ship.err" "$WORK/ship.time"; exit 1; }
-	T[ship,$1]=$(( ($(now) - t0) / 1000000 ))
-	RSS[$1]=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$WORK/ship.time")
-	ANON[$1]=$((anon / 1024))
+	wait "$tpid" || { cat "$WORK/$key.err" "$WORK/$key.time"; exit 1; }
+	T[$key,$r]=$(( ($(now) - t0) / 1000000 ))
+	RSS[$key,$r]=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$WORK/$key.time")
+	ANON[$key,$r]=$((anon / 1024))
+	SHM[$key,$r]=$((shm / 1024))
+}
+run_ship() {
+	local cache; cache=$(mktemp -d)
+	timed_ship ship "$1" --context "$CTX" --tag "$REG/ship/app$1:1" --push \
+		--insecure-registry "$REG" --cache-dir "$cache" --scan=false
 	cp "$WORK/ship.err" "$OUT/ship-apt.log"
 	rm -rf "$cache"
 }
 run_ship_default() {
 	# As most users run it: no --cache-dir (the build's caches live in a
 	# temporary directory removed after the run).
-	local t0; t0=$(now)
-	"$SHIP" --context "$CTX" --tag "$REG/shipd/app$1:1" --push --insecure-registry "$REG" --scan=false \
-		>/dev/null 2>"$WORK/shipd.err" || { cat "$WORK/shipd.err"; exit 1; }
-	T[shipd,$1]=$(( ($(now) - t0) / 1000000 ))
+	timed_ship shipd "$1" --context "$CTX" --tag "$REG/shipd/app$1:1" --push --insecure-registry "$REG" --scan=false
 }
 run_ship_container() {
 	local t0; t0=$(now)
@@ -181,7 +191,7 @@ echo "== $RUNS interleaved runs"
 for r in $(seq 1 "$RUNS"); do
 	LOAD[$r]=$(cut -d' ' -f1 /proc/loadavg)
 	run_floor "$r"; run_ship "$r"; run_ship_default "$r"; run_ship_container "$r"; run_docker "$r"; run_buildah "$r"
-	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[$r]} MB, anonymous ${ANON[$r]} MB), ship without cache dir ${T[shipd,$r]} ms, ship in a container ${T[shipc,$r]} ms, docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
+	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[ship,$r]} MB, anonymous ${ANON[ship,$r]} MB), ship without cache dir ${T[shipd,$r]} ms (peak RSS ${RSS[shipd,$r]} MB, anonymous ${ANON[shipd,$r]} MB, tmpfs ${SHM[shipd,$r]} MB), ship in a container ${T[shipc,$r]} ms, docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
 done
 
 echo "== run the images"
@@ -200,8 +210,9 @@ done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 vals() { local k=$1; for r in $(seq 1 "$RUNS"); do echo "${T[$k,$r]}"; done; }
-rss() { for r in $(seq 1 "$RUNS"); do echo "${RSS[$r]}"; done; }
-anonv() { for r in $(seq 1 "$RUNS"); do echo "${ANON[$r]}"; done; }
+rss() { for r in $(seq 1 "$RUNS"); do echo "${RSS[$1,$r]}"; done; }
+anonv() { for r in $(seq 1 "$RUNS"); do echo "${ANON[$1,$r]}"; done; }
+shmv() { for r in $(seq 1 "$RUNS"); do echo "${SHM[$1,$r]}"; done; }
 MS=$(median $(vals ship)); MSD=$(median $(vals shipd)); MC=$(median $(vals shipc)); MD=$(median $(vals docker)); MB=$(median $(vals buildah)); MF=$(median $(vals floor))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 {
@@ -219,8 +230,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 	echo "- ship / buildah = $(ratio "$MS" "$MB")"
 	echo "- ship / floor = $(ratio "$MS" "$MF"), BuildKit / floor = $(ratio "$MD" "$MF")"
 	echo "- load average (1 min) at the start of each run: $(for r in $(seq 1 "$RUNS"); do echo "${LOAD[$r]}"; done | paste -sd' ')"
-	echo "- ship peak RSS: max $(rss | sort -n | tail -1) MB, runs $(rss | paste -sd' ') MB (target ≤ 300 MB)"
-	echo "- of which anonymous memory (RssAnon, sampled every 0.2 s; the rest is ship's executable): max $(anonv | sort -n | tail -1) MB, runs $(anonv | paste -sd' ') MB"
+	echo "- ship peak RSS: max $(rss ship | sort -n | tail -1) MB, runs $(rss ship | paste -sd' ') MB (target ≤ 300 MB); without --cache-dir max $(rss shipd | sort -n | tail -1) MB, runs $(rss shipd | paste -sd' ') MB"
+	echo "- of which anonymous memory (RssAnon, sampled every 0.2 s; the rest is ship's executable): max $(anonv ship | sort -n | tail -1) MB, runs $(anonv ship | paste -sd' ') MB; without --cache-dir max $(anonv shipd | sort -n | tail -1) MB, runs $(anonv shipd | paste -sd' ') MB"
+	echo "- without --cache-dir, the machine's Shmem grew by (tmpfs: the base in memory, sampled every 0.2 s): max $(shmv shipd | sort -n | tail -1) MB, runs $(shmv shipd | paste -sd' ') MB"
 	echo
 	echo "Machine: $(nproc) cores, $(uname -r), $("$DOCKER" version -f 'docker {{.Server.Version}}'), $("$BUILDAH" --version | cut -d' ' -f1-3), $(date -u +%F)."
 } | tee "$OUT/results-apt.md"
