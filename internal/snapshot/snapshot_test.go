@@ -639,3 +639,38 @@ func TestTakeStopsHashingOnError(t *testing.T) {
 		t.Fatalf("%d files hashed after the walk failed at the first, want at most %d", hashed, 2*hashWorkers)
 	}
 }
+
+// A walk that fails on its own (a directory gone) stops the hash workers
+// too, and its error is the one reported, not the workers' cancellation.
+func TestTakeReportsWalkErrorAndStopsHashing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const files = 300 // more than hashQueue: the walk waits for the workers
+	for i := range files {
+		write(t, dir, fmt.Sprintf("a%03d", i), "content", 0o644)
+	}
+	write(t, dir, "z/f", "content", 0o644) // walked last
+	var mu sync.Mutex
+	hashed := 0
+	hook := func(o *options) error {
+		o.hashed = func(string) {
+			mu.Lock()
+			hashed++
+			if hashed == 1 {
+				must(t, os.RemoveAll(filepath.Join(dir, "z"))) // listed already, opened last
+			}
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // slower than the walk
+		}
+		return nil
+	}
+	_, err := Take(context.Background(), dir, WithContentHash(), hook)
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("got error %v, want the walk's: no such file", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if limit := files - hashQueue/2; hashed > limit {
+		t.Fatalf("%d of %d files hashed after the walk failed, want at most %d", hashed, files, limit)
+	}
+}
