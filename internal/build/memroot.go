@@ -29,8 +29,9 @@ import (
 // the stage's root file system is released. Only where the base has no
 // cache entry (no cache, or the cache failed): making the entry from
 // spooled layers while the RUN goes on, as without overlay (baseFill),
-// was tried and slowed the RUN more than it saved (two builds measured: RUN 10.2 and 10.8 s against 8.1 and 9.0 s),
-// so with a cache the base is extracted into the entry as before. A base
+// was tried and slowed the RUN more than it saved (two builds measured:
+// RUN 10.2 and 10.8 s against 8.1 and 9.0 s), so with a cache the base
+// is extracted into the entry as before. A base
 // that turns out larger than the mount (ENOSPC) is extracted onto the disk.
 const (
 	// memRootShare is the part of the available memory a base in memory
