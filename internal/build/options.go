@@ -29,6 +29,8 @@ type options struct {
 	noOverlay bool
 	// memRootLimit: see withMemoryRoot; 0: from the memory available.
 	memRootLimit int64
+	// memUpperLimit: see withMemoryUpper; 0: from the memory available.
+	memUpperLimit int64
 	// layerHook: see WithLayerHook.
 	layerHook func(v1.Layer)
 	// baseHook: see WithBaseImageHook.

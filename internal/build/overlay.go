@@ -49,6 +49,8 @@ type overlayRoot struct {
 	dirty    bool // upper holds changes
 	volatile bool // mount with "volatile" (see overlayOptions)
 	release  func()
+	mem      *memUpper // where RUN's upper directories go when they fit; nil: the disk
+	memUp    bool      // upper is in mem
 }
 
 // newOverlayRoot makes the directories of an overlay root under dir (an
@@ -60,18 +62,23 @@ func newOverlayRoot(dir string, lowers []string, volatile bool, release func()) 
 	if err := os.Mkdir(o.merged, 0o755); err != nil {
 		return nil, fmt.Errorf("creating overlay mount point: %w", err)
 	}
-	if err := o.mountNew(); err != nil {
+	if err := o.mountNew(false); err != nil {
 		o.close()
 		return nil, err
 	}
 	return o, nil
 }
 
-// mountNew mounts merged with a new empty upper directory.
-func (o *overlayRoot) mountNew() error {
+// mountNew mounts merged with a new empty upper directory, in o.mem when
+// inMem.
+func (o *overlayRoot) mountNew(inMem bool) error {
 	o.n++
-	upper := filepath.Join(o.dir, "u"+strconv.Itoa(o.n))
-	work := filepath.Join(o.dir, "w"+strconv.Itoa(o.n))
+	parent := o.dir
+	if inMem {
+		parent = o.mem.dir
+	}
+	upper := filepath.Join(parent, "u"+strconv.Itoa(o.n))
+	work := filepath.Join(parent, "w"+strconv.Itoa(o.n))
 	for _, d := range []string{upper, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return fmt.Errorf("creating overlay directory: %w", err)
@@ -88,23 +95,64 @@ func (o *overlayRoot) mountNew() error {
 	if err := unix.Mount("overlay", o.merged, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mounting overlay root file system: %w", err)
 	}
-	o.upper, o.work, o.mounted, o.dirty = upper, work, true, false
+	o.upper, o.work, o.mounted, o.dirty, o.memUp = upper, work, true, false, inMem
 	return nil
 }
 
 // beginRun prepares a RUN: when the upper directory holds changes, they
-// become a lower directory under a new empty upper one.
+// become a lower directory under a new empty upper one, in memory when
+// there is room for it (see memUpper).
 func (o *overlayRoot) beginRun() error {
-	if !o.dirty {
+	inMem := o.mem != nil && len(o.lowers) < memUpperMaxLowers && o.mem.room()
+	if !o.dirty && inMem == o.memUp {
 		return nil
 	}
+	return o.remount(o.dirty, inMem)
+}
+
+// endRun follows a RUN whose layer is written: an upper directory in
+// memory becomes a lower directory, under a new one on the disk for what
+// the next instructions write (see memUpper).
+func (o *overlayRoot) endRun() error {
+	if !o.memUp {
+		return nil
+	}
+	return o.remount(true, false)
+}
+
+// restartOnDisk follows a RUN killed because its upper directory in memory
+// grew too large (memUpper.watch): the upper directory is deleted and a new
+// one on the disk mounted, for the RUN to run again from the start.
+func (o *overlayRoot) restartOnDisk() error {
+	return o.remount(false, false)
+}
+
+// remount unmounts merged and mounts it again with a new upper directory
+// (in memory when inMem); the current upper directory becomes the top
+// lower one when keep, else it is deleted.
+func (o *overlayRoot) remount(keep, inMem bool) error {
 	if err := o.unmount(o.merged); err != nil {
 		return err
 	}
 	o.mounted = false
 	_ = os.RemoveAll(o.work)
-	o.lowers = append([]string{o.upper}, o.lowers...)
-	return o.mountNew()
+	if keep {
+		o.lowers = append([]string{o.upper}, o.lowers...)
+	} else if err := os.RemoveAll(o.upper); err != nil {
+		return fmt.Errorf("removing overlay directory: %w", err)
+	}
+	return o.mountNew(inMem)
+}
+
+// watchUpper returns the context to run a RUN with and the function to
+// call when it ended, which reports whether it must run again on the disk
+// (restartOnDisk): see memUpper.watch. Without an upper directory in
+// memory, ctx itself and never.
+func (o *overlayRoot) watchUpper(ctx context.Context) (context.Context, func() bool) {
+	if o == nil || !o.memUp {
+		return ctx, func() bool { return false }
+	}
+	return o.mem.watch(ctx)
 }
 
 // diff returns the layer entries of what changed since beginRun (see

@@ -180,6 +180,7 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 		}
 		lowers, release, rest = []string{base}, unmount, nil
 	}
+	mem, release := st.b.mountMemUpper(dir, release)
 	ov, err := newOverlayRoot(dir, lowers, st.b.overlayVolatile, release)
 	if err != nil {
 		if release != nil {
@@ -197,6 +198,7 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 		}
 		st.b.warnExtract(st.s.DisplayName(), rep)
 	}
+	ov.mem = mem
 	st.ovl, st.root, st.rootDirs = ov, ov.merged, dir
 	return st.root, nil
 }

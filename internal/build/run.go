@@ -120,7 +120,8 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 			return -1, fmt.Errorf("taking snapshot of root file system: %w", err)
 		}
 	}
-	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "overlay", st.ovl != nil, "duration", time.Since(t0))
+	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "overlay", st.ovl != nil,
+		"changes_in_memory", st.ovl != nil && st.ovl.memUp, "duration", time.Since(t0))
 
 	// As runc, create the mount points /proc, /dev and /sys when the
 	// image lacks them: BuildKit's layer has them as empty directories.
@@ -150,7 +151,22 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 	st.b.callBaseHook(st.s)
 	st.b.opts.logger.Debug("running", "stage", st.s.DisplayName(), "args", args, "user", fmt.Sprintf("%d:%d", uid, gid), "dir", wd)
 	t0 = time.Now()
-	res, runErr := sandbox.Run(st.b.runCtx, spec, sandbox.WithMode(mode), sandbox.WithLogger(st.b.opts.logger))
+	watchCtx, outgrown := st.ovl.watchUpper(st.b.runCtx)
+	res, runErr := sandbox.Run(watchCtx, spec, sandbox.WithMode(mode), sandbox.WithLogger(st.b.opts.logger))
+	if outgrown() && st.b.runCtx.Err() == nil {
+		// Its upper directory in memory grew too large (memUpper): again,
+		// from the start, on the disk.
+		out.flush()
+		st.b.opts.logger.Info("RUN's changes outgrew the memory set aside for them: running it again with its changes on the disk",
+			"location", cmd.Location.String(), "after", time.Since(t0).Round(time.Millisecond))
+		if err := st.ovl.restartOnDisk(); err != nil {
+			return -1, err
+		}
+		if stubs, err = mountPointStubs(root); err != nil {
+			return -1, err
+		}
+		res, runErr = sandbox.Run(st.b.runCtx, spec, sandbox.WithMode(mode), sandbox.WithLogger(st.b.opts.logger))
+	}
 	out.flush()
 	st.b.opts.logger.Debug("RUN finished", "stage", st.s.DisplayName(), "duration", time.Since(t0))
 	if runErr != nil {
@@ -192,6 +208,12 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		return -1, err
 	}
 	st.b.opts.logger.Debug("layer written", "stage", st.s.DisplayName(), "size", size, "duration", time.Since(t0))
+	if st.ovl != nil {
+		st.closeDirView()
+		if err := st.ovl.endRun(); err != nil {
+			return -1, err
+		}
+	}
 	st.commitWith("RUN "+runCommandString(args, st.args, st.env), true, true)
 	st.storeRun(key, st.last)
 	return size, nil

@@ -251,7 +251,8 @@ func (r *runner) exec(argv0 string) error {
 	done := make(chan struct{})
 	var killed bool
 	var mu sync.Mutex
-	go func() {
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
 		select {
 		case <-r.ctx.Done():
 			mu.Lock()
@@ -260,9 +261,12 @@ func (r *runner) exec(argv0 string) error {
 			r.killAll(pid)
 		case <-done:
 		}
-	}()
+	})
 	werr := cmd.Wait()
 	close(done)
+	// A kill on cancellation must end before Run returns: it kills every
+	// process chrooted into the rootfs, and the next RUN may start there.
+	watcher.Wait()
 	r.killAll(pid)
 	drain()
 

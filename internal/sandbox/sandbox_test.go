@@ -566,12 +566,20 @@ func TestRun(t *testing.T) {
 		name:        "cancel kills sleep within 2s",
 		script:      "sleep 100",
 		cancelAfter: 300 * time.Millisecond,
-		check: func(t *testing.T, _ Mode, root, _, _ string, err error) {
+		check: func(t *testing.T, mode Mode, root, _, _ string, err error) {
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", err)
 			}
 			if p := chrootedProcs(root); len(p) != 0 {
 				t.Fatalf("processes left in the rootfs: %v", p)
+			}
+			// The kill is over when Run returns: a command started in
+			// the same rootfs right away is not killed with the first.
+			again := Spec{RootFS: root, Args: []string{"/bin/sh", "-c", "sleep 0.3 && echo again"}, Env: []string{"PATH=/bin"}}
+			var out, errOut bytes.Buffer
+			again.Stdout, again.Stderr = &out, &errOut
+			if _, err := Run(t.Context(), again, WithMode(mode), withHostFiles(resolvConf, hosts)); err != nil || out.String() != "again\n" {
+				t.Errorf("command run after the cancelled one: %v, output %q, %q", err, out.String(), errOut.String())
 			}
 		},
 	}, {
