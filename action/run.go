@@ -23,6 +23,9 @@ import (
 // Option configures Run.
 type Option func(*options) error
 
+// runDirPattern names the run's temporary directory (build.MakeTempDir).
+const runDirPattern = "ship-"
+
 type options struct {
 	lookup   LookupEnv
 	stdout   io.Writer
@@ -206,11 +209,14 @@ func buildImage(ctx context.Context, cfg Config, o options, log *slog.Logger, se
 	log.Debug("configuration", "config", cfg)
 	platforms := cfg.targetPlatforms()
 
-	tmp, err := os.MkdirTemp(o.tempBase, "ship-")
+	// A run killed before it could delete its directory (and unmount what
+	// its build mounted there) left it behind: removed here.
+	build.ClearStaleTempDirs(o.tempBase, runDirPattern, log)
+	tmp, removeTmp, err := build.MakeTempDir(o.tempBase, runDirPattern)
 	if err != nil {
-		return withCode(CodeInternal, fmt.Errorf("creating temporary directory: %w", err))
+		return withCode(CodeInternal, err)
 	}
-	defer os.RemoveAll(tmp)
+	defer removeTmp()
 
 	agents, err := startSSHAgents(cfg.SSH, env, tmp)
 	if err != nil {

@@ -92,16 +92,17 @@ func Build(ctx context.Context, req Request, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err = os.MkdirTemp(cacheBase, "ship-build-")
+	ClearStaleTempDirs(cacheBase, buildDirPattern, o.logger)
+	tmp, removeTmp, err := MakeTempDir(cacheBase, buildDirPattern)
 	if err != nil {
-		return nil, fmt.Errorf("creating temporary directory: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if o.deferCleanup != nil {
-			o.deferCleanup(func() { _ = os.RemoveAll(tmp) })
+			o.deferCleanup(removeTmp)
 			return
 		}
-		_ = os.RemoveAll(tmp)
+		removeTmp()
 	}()
 	if o.cacheDir == "" {
 		// Without a cache directory, cache mounts last one build.

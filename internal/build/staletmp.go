@@ -1,0 +1,161 @@
+package build
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// A build's temporary directory (ship-build-*; ship's run makes one of
+// its own around it) holds its overlay and tmpfs mounts and its working
+// files, deleted when the build ends. A ship killed with SIGKILL (a CI job
+// cancelled past its grace period) cannot delete them: its mounts stay on
+// the host, the tmpfs ones (the base and RUN's changes in memory) holding
+// their memory. So such a directory is made by MakeTempDir, which holds an
+// exclusive flock on tempLockName in it for as long as the directory
+// exists, and ClearStaleTempDirs, called before making a new one, deletes
+// those beside it whose lock is free: their mounts detached (deepest
+// first), then the directory. A directory without the lock file (made by
+// an older ship) is left alone.
+const (
+	buildDirPattern = "ship-build-"
+	tempLockName    = ".ship.lock"
+)
+
+// MakeTempDir creates a new directory in parent (os.TempDir() when empty)
+// named pattern followed by a random string, locked as a live one for
+// ClearStaleTempDirs; release deletes it and drops the lock. The lock file
+// appears under its name already locked (made under another name, then
+// renamed), so that no other run can take it for a dead run's.
+func MakeTempDir(parent, pattern string) (dir string, release func(), err error) {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	dir, err = os.MkdirTemp(parent, pattern)
+	if err != nil {
+		return "", nil, fmt.Errorf("creating temporary directory: %w", err)
+	}
+	fail := func(err error) (string, func(), error) {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("locking temporary directory: %w", err)
+	}
+	tmp := filepath.Join(dir, tempLockName+".new")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, tempLockName)); err != nil {
+		f.Close()
+		return fail(err)
+	}
+	return dir, func() {
+		_ = os.RemoveAll(dir)
+		f.Close()
+	}, nil
+}
+
+// ClearStaleTempDirs deletes the directories made by MakeTempDir in parent
+// (os.TempDir() when empty) with pattern whose run is gone (their lock is
+// free), after detaching the mounts under them. Failures are only logged:
+// they concern another run's leftovers.
+func ClearStaleTempDirs(parent, pattern string, log *slog.Logger) {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	dirs, err := filepath.Glob(filepath.Join(parent, pattern+"*"))
+	if err != nil {
+		return
+	}
+	for _, dir := range dirs {
+		f, err := os.OpenFile(filepath.Join(dir, tempLockName), os.O_RDWR, 0)
+		if err != nil {
+			continue // no lock file: not ours to judge
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close() // a live run
+			continue
+		}
+		err = detachMountsUnder(dir)
+		if err == nil {
+			err = os.RemoveAll(dir)
+		}
+		f.Close()
+		if err != nil {
+			log.Warn("removing the temporary directory of a run that did not end", "dir", dir, "err", err)
+			continue
+		}
+		log.Info("removed the temporary directory of a run that did not end (killed?)", "dir", dir)
+	}
+}
+
+// detachMountsUnder detaches every mount at or below dir, deepest first.
+func detachMountsUnder(dir string) error {
+	points, err := mountPointsUnder("/proc/self/mountinfo", dir)
+	if err != nil {
+		return err
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountPointsUnder returns the mount points at or below dir listed in a
+// mountinfo file.
+func mountPointsUnder(mountinfo, dir string) ([]string, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(fields[4])
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for a space…) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
