@@ -126,14 +126,38 @@ func (b *builder) mountMemRoot(dir string, layers []v1.Layer) func() {
 	if size == 0 {
 		return nil
 	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,size="+strconv.FormatInt(size, 10)); err != nil {
+	if err := mountTmpfs(dir, size); err != nil {
 		b.opts.logger.Debug("base root file system in memory unavailable", "err", err)
 		return nil
 	}
-	return func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			_ = unix.Unmount(dir, unix.MNT_DETACH)
-		}
+	return func() { unmountTmpfs(dir) }
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at dir (an empty directory) when
+// it keeps what a disk file system would: the user.* extended attributes
+// tmpfs takes only since Linux 6.6 (a layer's, or a RUN's setfattr, would
+// otherwise be lost, where docker build keeps them).
+func mountTmpfs(dir string, size int64) error {
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,size="+strconv.FormatInt(size, 10)); err != nil {
+		return err
+	}
+	probe := filepath.Join(dir, ".xattr-probe")
+	err := os.WriteFile(probe, nil, 0o600)
+	if err == nil {
+		err = unix.Setxattr(probe, "user.ship-probe", []byte("1"), 0)
+		_ = os.Remove(probe)
+	}
+	if err != nil {
+		unmountTmpfs(dir)
+		return fmt.Errorf("tmpfs without user extended attributes: %w", err)
+	}
+	return nil
+}
+
+// unmountTmpfs unmounts the tmpfs at dir, its memory freed at once.
+func unmountTmpfs(dir string) {
+	if err := unix.Unmount(dir, 0); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
 	}
 }
 

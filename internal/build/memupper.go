@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +101,7 @@ func (b *builder) mountMemUpper(dir string, release func()) (*memUpper, func()) 
 		b.opts.logger.Debug("RUN's changes in memory unavailable", "err", err)
 		return nil, release
 	}
-	if err := unix.Mount("tmpfs", m.dir, "tmpfs", 0, "mode=0755,size="+strconv.FormatInt(size, 10)); err != nil {
+	if err := mountTmpfs(m.dir, size); err != nil {
 		b.opts.logger.Debug("RUN's changes in memory unavailable", "err", err)
 		_ = os.Remove(m.dir)
 		return nil, release
@@ -111,9 +110,7 @@ func (b *builder) mountMemUpper(dir string, release func()) (*memUpper, func()) 
 		if release != nil {
 			release()
 		}
-		if err := unix.Unmount(m.dir, 0); err != nil {
-			_ = unix.Unmount(m.dir, unix.MNT_DETACH)
-		}
+		unmountTmpfs(m.dir)
 	}
 }
 
