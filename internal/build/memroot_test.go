@@ -25,25 +25,11 @@ func TestMemoryRoot(t *testing.T) {
 	requireRoot(t)
 	df := "FROM busybox\nRUN echo ok > /ok && cp /bin/busybox /bb && rm /bin/ls && mkdir -p /etc/x && echo y > /etc/x/y\n"
 	img := testbed.BusyboxImage(t)
-	build := func(opts ...Option) (map[string]string, string) {
-		cache := t.TempDir()
-		res, logs, err := cachedBuildLogged(t, cache, df, img, append([]Option{WithoutRootFSCache()}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := mountsUnder(t, cache); len(m) > 0 {
-			t.Errorf("mounts left after the build: %v", m)
-		}
-		if _, err := os.Stat(filepath.Join(cache, rootfsCacheDir)); err == nil {
-			t.Error("root file system cache made without a base cache")
-		}
-		return flatten(t, res.Image), logs
-	}
-	inMemory, logs := build()
+	inMemory, logs := flatBuild(t, df, img)
 	if !strings.Contains(logs, "base root file system in memory") {
 		t.Fatalf("base not extracted in memory; log:\n%s", logs)
 	}
-	onDisk, logs := build(withMemoryRoot(-1))
+	onDisk, logs := flatBuild(t, df, img, withMemoryRoot(-1))
 	if strings.Contains(logs, "base root file system in memory") {
 		t.Fatalf("base extracted in memory with withMemoryRoot(-1); log:\n%s", logs)
 	}
@@ -154,4 +140,22 @@ func TestAvailableMemory(t *testing.T) {
 			t.Errorf("%s: %d, %v; want %d, %v", tt.name, n, ok, tt.want, tt.ok)
 		}
 	}
+}
+
+// flatBuild builds df on img without a base cache, checks that no mount and
+// no base cache entry is left, and returns the image's flattened file system and the build log.
+func flatBuild(t *testing.T, df string, img v1.Image, opts ...Option) (map[string]string, string) {
+	t.Helper()
+	cache := t.TempDir()
+	res, logs, err := cachedBuildLogged(t, cache, df, img, append([]Option{WithoutRootFSCache()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mountsUnder(t, cache); len(m) > 0 {
+		t.Errorf("mounts left after the build: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(cache, rootfsCacheDir)); err == nil {
+		t.Error("root file system cache made without a base cache")
+	}
+	return flatten(t, res.Image), logs
 }

@@ -26,22 +26,11 @@ COPY --from=b /on-a /on-a
 RUN echo after-copy >> /on-a && mkdir /e/sub && echo x > /e/sub/x
 `
 	img := testbed.BusyboxImage(t)
-	build := func(opts ...Option) (map[string]string, string) {
-		cache := t.TempDir()
-		res, logs, err := cachedBuildLogged(t, cache, df, img, append([]Option{WithoutRootFSCache()}, opts...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := mountsUnder(t, cache); len(m) > 0 {
-			t.Errorf("mounts left after the build: %v", m)
-		}
-		return flatten(t, res.Image), logs
-	}
-	inMemory, logs := build(withMemoryUpper(64 << 20))
+	inMemory, logs := flatBuild(t, df, img, withMemoryUpper(64<<20))
 	if n := strings.Count(logs, "changes_in_memory=true"); n != 5 {
 		t.Fatalf("%d RUNs with their changes in memory, want 5; log:\n%s", n, logs)
 	}
-	onDisk, logs := build(withMemoryUpper(-1))
+	onDisk, logs := flatBuild(t, df, img, withMemoryUpper(-1))
 	if strings.Contains(logs, "changes_in_memory=true") {
 		t.Fatalf("RUN's changes in memory with withMemoryUpper(-1); log:\n%s", logs)
 	}
