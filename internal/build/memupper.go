@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +28,11 @@ import (
 // the error. The tmpfs is therefore never allowed to fill: it is sized at
 // a memRootShare of the memory available (at least memUpperMin), and
 // while the RUN runs its usage is read every memUpperPoll; once more than
-// half of it (bytes or inodes) is used, the RUN is killed, its upper
-// directory deleted, and it runs again from the start with its upper
-// directory on the disk, as do the stage's later RUNs. Filling the other
+// half of it (bytes or inodes) is used, it is doubled (remounted, up to
+// memRootMax) if what it could then still take fits in half of the memory
+// available, else the RUN is killed, its upper directory deleted, and it
+// runs again from the start with its upper directory on the disk, as do
+// the stage's later RUNs. Filling the other
 // half between two readings would take writing memUpperMin/2 bytes within
 // memUpperPoll (50 GB/s), beyond what a machine's memory takes, so no
 // write to the tmpfs can fail with ENOSPC. A RUN starts in memory only
@@ -63,11 +67,30 @@ func withMemoryUpper(limit int64) Option {
 	return func(o *options) error { o.memUpperLimit = limit; return nil }
 }
 
+// withAvailableMemory makes the memory available n bytes for the tmpfs of
+// RUN's upper directories (tests).
+func withAvailableMemory(n int64) Option {
+	return func(o *options) error {
+		o.memAvailable = func() (int64, bool) { return n, true }
+		return nil
+	}
+}
+
 // memUpper is the tmpfs of a stage's RUN upper directories.
 type memUpper struct {
 	dir     string
-	size    int64
+	size    atomic.Int64
+	avail   func() (int64, bool) // availableMemory, or a test's
+	log     *slog.Logger
 	spilled atomic.Bool // a RUN outgrew it: RUN works on the disk from then on
+}
+
+// available returns the memory the build may still use.
+func (b *builder) available() (int64, bool) {
+	if b.opts.memAvailable != nil {
+		return b.opts.memAvailable()
+	}
+	return availableMemory()
 }
 
 // memUpperSize returns the size of the tmpfs for RUN's upper directories,
@@ -77,7 +100,7 @@ func (b *builder) memUpperSize() int64 {
 	if limit != 0 {
 		return max(limit, 0)
 	}
-	avail, ok := availableMemory()
+	avail, ok := b.available()
 	if !ok {
 		return 0
 	}
@@ -96,7 +119,8 @@ func (b *builder) mountMemUpper(dir string, release func()) (*memUpper, func()) 
 	if size == 0 {
 		return nil, release
 	}
-	m := &memUpper{dir: filepath.Join(dir, "mem"), size: size}
+	m := &memUpper{dir: filepath.Join(dir, "mem"), avail: b.available, log: b.opts.logger}
+	m.size.Store(size)
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		b.opts.logger.Debug("RUN's changes in memory unavailable", "err", err)
 		return nil, release
@@ -140,10 +164,38 @@ func (m *memUpper) room() bool {
 }
 
 // full reports whether more than half of the tmpfs is used (or its usage
-// cannot be read): the RUN in it must go to the disk.
+// cannot be read): it must grow, or the RUN in it go to the disk.
 func (m *memUpper) full() bool {
 	b, i, err := m.usage()
 	return err != nil || b > 0.5 || i > 0.5
+}
+
+// grow doubles the tmpfs (a remount: its files stay, the RUN goes on) when
+// the memory available allows it: what the tmpfs could then still take
+// must fit in half of the memory available. It reports whether it grew and
+// is no longer full.
+func (m *memUpper) grow() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.dir, &st); err != nil {
+		return false
+	}
+	avail, ok := m.avail()
+	if !ok {
+		return false
+	}
+	size := m.size.Load()
+	used := int64(st.Blocks-st.Bfree) * int64(st.Bsize)
+	next := min(size*2, memRootMax)
+	if next <= size || next-used > avail/2 {
+		return false
+	}
+	if err := unix.Mount("", m.dir, "", unix.MS_REMOUNT, "size="+strconv.FormatInt(next, 10)); err != nil {
+		m.log.Debug("growing the memory for RUN's changes failed", "err", err)
+		return false
+	}
+	m.size.Store(next)
+	m.log.Debug("memory for RUN's changes grown", "size", next, "used", used)
+	return !m.full()
 }
 
 // watch returns the context to run a RUN whose upper directory is in the
@@ -168,7 +220,7 @@ func (m *memUpper) watch(ctx context.Context) (context.Context, func() (killed b
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if m.full() {
+				if m.full() && !m.grow() {
 					outgrown.Store(true)
 					m.spilled.Store(true)
 					cancel(errMemUpperFull)
@@ -181,7 +233,7 @@ func (m *memUpper) watch(ctx context.Context) (context.Context, func() (killed b
 		close(stop)
 		wg.Wait()
 		cancel(nil)
-		if m.full() {
+		if m.full() && !m.grow() {
 			m.spilled.Store(true)
 		}
 		return outgrown.Load()

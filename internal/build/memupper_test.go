@@ -56,7 +56,7 @@ RUN echo after-copy >> /on-a && mkdir /e/sub && echo x > /e/sub/x
 }
 
 // TestMemoryUpperOutgrown: a RUN that writes more than half of the tmpfs
-// for its changes is killed and runs again from the start with its
+// for its changes, which the memory left cannot grow, is killed and runs again from the start with its
 // changes on the disk, as do the RUNs after it; the image is whole.
 func TestMemoryUpperOutgrown(t *testing.T) {
 	t.Parallel()
@@ -69,7 +69,8 @@ func TestMemoryUpperOutgrown(t *testing.T) {
 		"RUN echo second >> /log && yes ship-action | head -c 6000000 > /big && sleep 1 && echo done >> /log\n" +
 		"RUN echo third >> /log\n"
 	cache := t.TempDir()
-	res, logs, err := cachedBuildLogged(t, cache, df, img, WithoutRootFSCache(), withMemoryUpper(size))
+	// Too little memory left to grow the tmpfs.
+	res, logs, err := cachedBuildLogged(t, cache, df, img, WithoutRootFSCache(), withMemoryUpper(size), withAvailableMemory(size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,5 +91,34 @@ func TestMemoryUpperOutgrown(t *testing.T) {
 	}
 	if m := mountsUnder(t, cache); len(m) > 0 {
 		t.Errorf("mounts left after the build: %v", m)
+	}
+}
+
+// TestMemoryUpperGrows: a RUN that writes more than half of the tmpfs for
+// its changes, with memory left, gets a larger tmpfs and goes on: it runs
+// once, its changes in memory.
+func TestMemoryUpperGrows(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	const size = 8 << 20
+	df := "FROM busybox\n" +
+		"RUN echo once >> /log && yes ship-action | head -c 6000000 > /big && sleep 1 && echo done >> /log\n" +
+		"RUN echo after >> /log\n"
+	files, logs := flatBuild(t, df, testbed.BusyboxImage(t), withMemoryUpper(size), withAvailableMemory(1<<30))
+	if !strings.Contains(logs, "memory for RUN's changes grown") {
+		t.Errorf("tmpfs not grown; log:\n%s", logs)
+	}
+	if strings.Contains(logs, "running it again") {
+		t.Errorf("RUN ran again; log:\n%s", logs)
+	}
+	// The next RUN finds more than a quarter of the grown tmpfs used: disk.
+	if n := strings.Count(logs, "changes_in_memory=true"); n != 1 {
+		t.Errorf("%d RUNs with their changes in memory, want 1; log:\n%s", n, logs)
+	}
+	if got, want := files["log"], "file once\ndone\nafter 00644 0:0"; got != want {
+		t.Errorf("/log = %q, want %q", got, want)
+	}
+	if big := files["big"]; !strings.HasPrefix(big, "file ship-action") || len(big) < 6000000 {
+		t.Errorf("/big: %d bytes of summary, want the 6 MB file", len(big))
 	}
 }

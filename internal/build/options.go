@@ -31,6 +31,8 @@ type options struct {
 	memRootLimit int64
 	// memUpperLimit: see withMemoryUpper; 0: from the memory available.
 	memUpperLimit int64
+	// memAvailable: see withAvailableMemory; nil: availableMemory.
+	memAvailable func() (int64, bool)
 	// layerHook: see WithLayerHook.
 	layerHook func(v1.Layer)
 	// baseHook: see WithBaseImageHook.
