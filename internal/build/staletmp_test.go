@@ -76,25 +76,3 @@ func TestStaleBuildDirCleared(t *testing.T) {
 		t.Errorf("build directories left: %v, want %v", ents, want)
 	}
 }
-
-func TestMountPointsUnder(t *testing.T) {
-	t.Parallel()
-	info := filepath.Join(t.TempDir(), "mountinfo")
-	content := `22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
-30 22 0:40 / /tmp/ship-build-1/rootfs-0-2/mem rw - tmpfs tmpfs rw
-31 22 0:41 / /tmp/ship-build-1/rootfs-0-2/root rw - overlay overlay rw
-32 22 0:42 / /tmp/ship-build-10/x rw - tmpfs tmpfs rw
-33 22 0:43 / /tmp/ship-build-1/a\040b rw - tmpfs tmpfs rw
-`
-	if err := os.WriteFile(info, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got, err := mountPointsUnder(info, "/tmp/ship-build-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"/tmp/ship-build-1/rootfs-0-2/mem", "/tmp/ship-build-1/rootfs-0-2/root", "/tmp/ship-build-1/a b"}
-	if !slices.Equal(got, want) {
-		t.Errorf("mountPointsUnder = %q, want %q", got, want)
-	}
-}
