@@ -79,7 +79,6 @@ func withAvailableMemory(n int64) Option {
 // memUpper is the tmpfs of a stage's RUN upper directories.
 type memUpper struct {
 	dir     string
-	size    atomic.Int64
 	avail   func() (int64, bool) // availableMemory, or a test's
 	log     *slog.Logger
 	spilled atomic.Bool // a RUN outgrew it: RUN works on the disk from then on
@@ -120,7 +119,6 @@ func (b *builder) mountMemUpper(dir string, release func()) (*memUpper, func()) 
 		return nil, release
 	}
 	m := &memUpper{dir: filepath.Join(dir, "mem"), avail: b.available, log: b.opts.logger}
-	m.size.Store(size)
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		b.opts.logger.Debug("RUN's changes in memory unavailable", "err", err)
 		return nil, release
@@ -138,19 +136,22 @@ func (b *builder) mountMemUpper(dir string, release func()) (*memUpper, func()) 
 	}
 }
 
-// usage returns the parts (0 to 1) of the tmpfs's bytes and inodes in use.
-func (m *memUpper) usage() (bytes, inodes float64, err error) {
+// tmpfsUsage is what a statfs of the tmpfs tells.
+type tmpfsUsage struct {
+	size, used int64   // bytes
+	inodes     float64 // the part of its inodes in use
+}
+
+func (m *memUpper) usage() (tmpfsUsage, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(m.dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("reading the usage of the memory for RUN's changes: %w", err)
+		return tmpfsUsage{}, fmt.Errorf("reading the usage of the memory for RUN's changes: %w", err)
 	}
-	if st.Blocks > 0 {
-		bytes = float64(st.Blocks-st.Bfree) / float64(st.Blocks)
-	}
+	u := tmpfsUsage{size: int64(st.Blocks) * st.Bsize, used: int64(st.Blocks-st.Bfree) * st.Bsize}
 	if st.Files > 0 {
-		inodes = float64(st.Files-st.Ffree) / float64(st.Files)
+		u.inodes = float64(st.Files-st.Ffree) / float64(st.Files)
 	}
-	return bytes, inodes, nil
+	return u, nil
 }
 
 // room reports whether a RUN may start with its upper directory in the
@@ -159,52 +160,42 @@ func (m *memUpper) room() bool {
 	if m.spilled.Load() {
 		return false
 	}
-	b, i, err := m.usage()
-	return err == nil && b < 0.25 && i < 0.25
+	u, err := m.usage()
+	return err == nil && u.used*4 < u.size && u.inodes < 0.25
 }
 
-// full reports whether more than half of the tmpfs is used (or its usage
-// cannot be read): it must grow, or the RUN in it go to the disk.
-func (m *memUpper) full() bool {
-	b, i, err := m.usage()
-	return err != nil || b > 0.5 || i > 0.5
-}
-
-// grow doubles the tmpfs (a remount: its files stay, the RUN goes on) when
-// the memory available allows it: what the tmpfs could then still take
-// must fit in half of the memory available. It reports whether it grew and
-// is no longer full.
-func (m *memUpper) grow() bool {
-	var st unix.Statfs_t
-	if err := unix.Statfs(m.dir, &st); err != nil {
+// outgrown reports whether more than half of the tmpfs is used (bytes or
+// inodes, or its usage cannot be read) and it could not be doubled (a
+// remount: its files stay, the RUN goes on), which takes the bytes being
+// what is short and the memory available allowing it: what the tmpfs
+// could then still take must fit in half of the memory available.
+func (m *memUpper) outgrown() bool {
+	u, err := m.usage()
+	switch {
+	case err != nil || u.inodes > 0.5:
+		return true
+	case u.used*2 <= u.size:
 		return false
 	}
 	avail, ok := m.avail()
-	if !ok {
-		return false
-	}
-	size := m.size.Load()
-	used := int64(st.Blocks-st.Bfree) * int64(st.Bsize)
-	next := min(size*2, memRootMax)
-	if next <= size || next-used > avail/2 {
-		return false
+	next := min(u.size*2, memRootMax)
+	if !ok || next <= u.size || next-u.used > avail/2 {
+		return true
 	}
 	if err := unix.Mount("", m.dir, "", unix.MS_REMOUNT, "size="+strconv.FormatInt(next, 10)); err != nil {
 		m.log.Debug("growing the memory for RUN's changes failed", "err", err)
-		return false
+		return true
 	}
-	m.size.Store(next)
-	m.log.Debug("memory for RUN's changes grown", "size", next, "used", used)
-	return !m.full()
+	m.log.Debug("memory for RUN's changes grown", "size", next, "used", u.used)
+	return false
 }
 
 // watch returns the context to run a RUN whose upper directory is in the
-// tmpfs with, cancelled (cause errMemUpperFull) when more than half of the
-// tmpfs gets used, and the function to call when the RUN has ended, which
-// reports whether the RUN was killed for that and must run again on the
-// disk. A RUN that ended with more than half used in the last reading's
-// interval is kept (the other half cannot have filled), but the stage's
-// later RUNs go to the disk.
+// tmpfs with, cancelled (cause errMemUpperFull) when the tmpfs is
+// outgrown, and the function to call when the RUN has ended, which reports
+// whether the RUN was killed for that and must run again on the disk. A
+// RUN that outgrew it in the last reading's interval is kept (the other
+// half cannot have filled), but the stage's later RUNs go to the disk.
 func (m *memUpper) watch(ctx context.Context) (context.Context, func() (killed bool)) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	stop := make(chan struct{})
@@ -220,7 +211,7 @@ func (m *memUpper) watch(ctx context.Context) (context.Context, func() (killed b
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if m.full() && !m.grow() {
+				if m.outgrown() {
 					outgrown.Store(true)
 					m.spilled.Store(true)
 					cancel(errMemUpperFull)
@@ -233,7 +224,7 @@ func (m *memUpper) watch(ctx context.Context) (context.Context, func() (killed b
 		close(stop)
 		wg.Wait()
 		cancel(nil)
-		if m.full() && !m.grow() {
+		if m.outgrown() {
 			m.spilled.Store(true)
 		}
 		return outgrown.Load()
