@@ -249,15 +249,12 @@ func (r *runner) exec(argv0 string) error {
 	}
 
 	done := make(chan struct{})
-	var killed bool
-	var mu sync.Mutex
+	var killed bool // read after watcher.Wait
 	var watcher sync.WaitGroup
 	watcher.Go(func() {
 		select {
 		case <-r.ctx.Done():
-			mu.Lock()
 			killed = true
-			mu.Unlock()
 			r.killAll(pid)
 		case <-done:
 		}
@@ -270,10 +267,7 @@ func (r *runner) exec(argv0 string) error {
 	r.killAll(pid)
 	drain()
 
-	mu.Lock()
-	wasKilled := killed
-	mu.Unlock()
-	if wasKilled {
+	if killed {
 		return fmt.Errorf("running %s: %w", argv0, context.Cause(r.ctx))
 	}
 	state := cmd.ProcessState
