@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -601,42 +601,46 @@ func TestDiffUpper(t *testing.T) {
 	}
 }
 
+// countHashes returns the option that calls onHash with the number of
+// files Take has hashed so far, after each one, and the count.
+func countHashes(onHash func(n int64)) (Option, *atomic.Int64) {
+	var n atomic.Int64
+	return func(o *options) error {
+		o.hashed = func(string) { onHash(n.Add(1)) }
+		return nil
+	}, &n
+}
+
+// writeFiles writes n small files named from format and their index.
+func writeFiles(t *testing.T, dir, format string, n int) {
+	t.Helper()
+	for i := range n {
+		write(t, dir, fmt.Sprintf(format, i), "content", 0o644)
+	}
+}
+
 // A Take that fails stops hashing: the files still queued for their content
 // are not read.
 func TestTakeStopsHashingOnError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	const files = 300 // more than hashQueue
-	for i := range files {
-		write(t, dir, fmt.Sprintf("f%03d", i), "content", 0o644)
-	}
+	writeFiles(t, dir, "f%03d", 300) // more than hashQueue
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	hashed := 0
-	hook := func(o *options) error {
-		o.hashed = func(string) {
-			mu.Lock()
-			hashed++
-			first := hashed == 1
-			mu.Unlock()
-			if first {
-				// Let the walk fill the queue, then fail it.
-				time.Sleep(200 * time.Millisecond)
-				cancel()
-			}
-			<-ctx.Done() // the other workers wait for the failure
+	hook, hashed := countHashes(func(n int64) {
+		if n == 1 {
+			// Let the walk fill the queue, then fail it.
+			time.Sleep(200 * time.Millisecond)
+			cancel()
 		}
-		return nil
-	}
+		<-ctx.Done() // the other workers wait for the failure
+	})
 	_, err := Take(ctx, dir, WithContentHash(), hook)
 	if err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("got error %v, want context canceled", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if hashed > 2*hashWorkers {
-		t.Fatalf("%d files hashed after the walk failed at the first, want at most %d", hashed, 2*hashWorkers)
+	if n := hashed.Load(); n > 2*hashWorkers {
+		t.Fatalf("%d files hashed after the walk failed at the first, want at most %d", n, 2*hashWorkers)
 	}
 }
 
@@ -646,31 +650,19 @@ func TestTakeReportsWalkErrorAndStopsHashing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const files = 300 // more than hashQueue: the walk waits for the workers
-	for i := range files {
-		write(t, dir, fmt.Sprintf("a%03d", i), "content", 0o644)
-	}
+	writeFiles(t, dir, "a%03d", files)
 	write(t, dir, "z/f", "content", 0o644) // walked last
-	var mu sync.Mutex
-	hashed := 0
-	hook := func(o *options) error {
-		o.hashed = func(string) {
-			mu.Lock()
-			hashed++
-			if hashed == 1 {
-				must(t, os.RemoveAll(filepath.Join(dir, "z"))) // listed already, opened last
-			}
-			mu.Unlock()
-			time.Sleep(time.Millisecond) // slower than the walk
+	hook, hashed := countHashes(func(n int64) {
+		if n == 1 {
+			must(t, os.RemoveAll(filepath.Join(dir, "z"))) // listed already, opened last
 		}
-		return nil
-	}
+		time.Sleep(time.Millisecond) // slower than the walk
+	})
 	_, err := Take(context.Background(), dir, WithContentHash(), hook)
 	if err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("got error %v, want the walk's: no such file", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if limit := files - hashQueue/2; hashed > limit {
-		t.Fatalf("%d of %d files hashed after the walk failed, want at most %d", hashed, files, limit)
+	if limit := int64(files - hashQueue/2); hashed.Load() > limit {
+		t.Fatalf("%d of %d files hashed after the walk failed, want at most %d", hashed.Load(), files, limit)
 	}
 }
