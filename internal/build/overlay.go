@@ -50,7 +50,6 @@ type overlayRoot struct {
 	volatile bool // mount with "volatile" (see overlayOptions)
 	release  func()
 	mem      *memUpper // where RUN's upper directories go when they fit; nil: the disk
-	memUp    bool      // upper is in mem
 }
 
 // newOverlayRoot makes the directories of an overlay root under dir (an
@@ -95,7 +94,7 @@ func (o *overlayRoot) mountNew(inMem bool) error {
 	if err := unix.Mount("overlay", o.merged, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mounting overlay root file system: %w", err)
 	}
-	o.upper, o.work, o.mounted, o.dirty, o.memUp = upper, work, true, false, inMem
+	o.upper, o.work, o.mounted, o.dirty = upper, work, true, false
 	return nil
 }
 
@@ -104,7 +103,7 @@ func (o *overlayRoot) mountNew(inMem bool) error {
 // there is room for it (see memUpper).
 func (o *overlayRoot) beginRun() error {
 	inMem := o.mem != nil && len(o.lowers) < memUpperMaxLowers && o.mem.room()
-	if !o.dirty && inMem == o.memUp {
+	if !o.dirty && inMem == o.upperInMem() {
 		return nil
 	}
 	return o.remount(o.dirty, inMem)
@@ -114,10 +113,15 @@ func (o *overlayRoot) beginRun() error {
 // memory becomes a lower directory, under a new one on the disk for what
 // the next instructions write (see memUpper).
 func (o *overlayRoot) endRun() error {
-	if !o.memUp {
+	if !o.upperInMem() {
 		return nil
 	}
 	return o.remount(true, false)
+}
+
+// upperInMem reports whether the upper directory is in o.mem.
+func (o *overlayRoot) upperInMem() bool {
+	return o != nil && o.mem != nil && filepath.Dir(o.upper) == o.mem.dir
 }
 
 // restartOnDisk follows a RUN killed because its upper directory in memory
@@ -149,7 +153,7 @@ func (o *overlayRoot) remount(keep, inMem bool) error {
 // (restartOnDisk): see memUpper.watch. Without an upper directory in
 // memory, ctx itself and never.
 func (o *overlayRoot) watchUpper(ctx context.Context) (context.Context, func() bool) {
-	if o == nil || !o.memUp {
+	if !o.upperInMem() {
 		return ctx, func() bool { return false }
 	}
 	return o.mem.watch(ctx)

@@ -121,7 +121,7 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		}
 	}
 	st.b.opts.logger.Debug("snapshot taken", "stage", st.s.DisplayName(), "overlay", st.ovl != nil,
-		"changes_in_memory", st.ovl != nil && st.ovl.memUp, "duration", time.Since(t0))
+		"changes_in_memory", st.ovl.upperInMem(), "duration", time.Since(t0))
 
 	// As runc, create the mount points /proc, /dev and /sys when the
 	// image lacks them: BuildKit's layer has them as empty directories.
