@@ -82,8 +82,9 @@ now() { date +%s%N; }
 declare -A T RSS ANON SHM LOAD
 # timed_ship KEY RUN ARGS...: runs ship with ARGS under /usr/bin/time, sets
 # T[KEY,RUN], RSS[KEY,RUN] (peak RSS, MB), ANON[KEY,RUN] (peak RssAnon, MB)
-# and SHM[KEY,RUN] (peak growth of the machine's Shmem, MB: the tmpfs that
-# holds the base in memory without --cache-dir is not in ship's RSS).
+# and SHM[KEY,RUN] (peak growth of the machine's Shmem, MB: the tmpfs
+# mounts that hold RUN's changes, and the base without --cache-dir, are not
+# in ship's RSS).
 timed_ship() {
 	local key=$1 r=$2; shift 2
 	local shm0 k v _; shm0=$(awk '/^Shmem:/ {print $2}' /proc/meminfo)
@@ -191,7 +192,7 @@ echo "== $RUNS interleaved runs"
 for r in $(seq 1 "$RUNS"); do
 	LOAD[$r]=$(cut -d' ' -f1 /proc/loadavg)
 	run_floor "$r"; run_ship "$r"; run_ship_default "$r"; run_ship_container "$r"; run_docker "$r"; run_buildah "$r"
-	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[ship,$r]} MB, anonymous ${ANON[ship,$r]} MB), ship without cache dir ${T[shipd,$r]} ms (peak RSS ${RSS[shipd,$r]} MB, anonymous ${ANON[shipd,$r]} MB, tmpfs ${SHM[shipd,$r]} MB), ship in a container ${T[shipc,$r]} ms, docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
+	echo "run $r (load ${LOAD[$r]}): floor ${T[floor,$r]} ms, ship ${T[ship,$r]} ms (peak RSS ${RSS[ship,$r]} MB, anonymous ${ANON[ship,$r]} MB, tmpfs ${SHM[ship,$r]} MB), ship without cache dir ${T[shipd,$r]} ms (peak RSS ${RSS[shipd,$r]} MB, anonymous ${ANON[shipd,$r]} MB, tmpfs ${SHM[shipd,$r]} MB), ship in a container ${T[shipc,$r]} ms, docker ${T[docker,$r]} ms, buildah ${T[buildah,$r]} ms"
 done
 
 echo "== run the images"
@@ -232,7 +233,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 	echo "- load average (1 min) at the start of each run: $(for r in $(seq 1 "$RUNS"); do echo "${LOAD[$r]}"; done | paste -sd' ')"
 	echo "- ship peak RSS: max $(rss ship | sort -n | tail -1) MB, runs $(rss ship | paste -sd' ') MB (target ≤ 300 MB); without --cache-dir max $(rss shipd | sort -n | tail -1) MB, runs $(rss shipd | paste -sd' ') MB"
 	echo "- of which anonymous memory (RssAnon, sampled every 0.2 s; the rest is ship's executable): max $(anonv ship | sort -n | tail -1) MB, runs $(anonv ship | paste -sd' ') MB; without --cache-dir max $(anonv shipd | sort -n | tail -1) MB, runs $(anonv shipd | paste -sd' ') MB"
-	echo "- without --cache-dir, the machine's Shmem grew by (tmpfs: the base in memory, sampled every 0.2 s): max $(shmv shipd | sort -n | tail -1) MB, runs $(shmv shipd | paste -sd' ') MB"
+	echo "- the machine's Shmem grew by (tmpfs: RUN's changes, and the base without --cache-dir; sampled every 0.2 s): max $(shmv ship | sort -n | tail -1) MB, runs $(shmv ship | paste -sd' ') MB; without --cache-dir max $(shmv shipd | sort -n | tail -1) MB, runs $(shmv shipd | paste -sd' ') MB"
 	echo
 	echo "Machine: $(nproc) cores, $(uname -r), $("$DOCKER" version -f 'docker {{.Server.Version}}'), $("$BUILDAH" --version | cut -d' ' -f1-3), $(date -u +%F)."
 } | tee "$OUT/results-apt.md"
