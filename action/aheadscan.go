@@ -13,8 +13,8 @@ import (
 )
 
 // aheadScan analyses the layers of the base image for the scan while the
-// build runs its first RUN (often waiting on the network), so that the
-// scan after the build finds them in the layer cache.
+// build extracts it and runs the instructions after FROM, so that the scan
+// after the build finds them in the layer cache.
 type aheadScan struct {
 	ctx    context.Context //nolint:containedctx // the analysis outlives the hook call
 	cancel context.CancelFunc

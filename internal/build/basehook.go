@@ -33,10 +33,11 @@ func (b *builder) chainInstructions() []string {
 	return out
 }
 
-// callBaseHook calls WithBaseImageHook's hook the first time a RUN of the
-// target's FROM chain executes, just before its process starts.
-func (b *builder) callBaseHook(s *dockerfile.ResolvedStage) {
-	if b.opts.baseHook == nil || !slices.Contains(b.targetChain(), s) {
+// callBaseHook calls WithBaseImageHook's hook with the target's chain
+// base, once per build; the stage that starts the chain calls it as soon as
+// it has resolved its base image.
+func (b *builder) callBaseHook() {
+	if b.opts.baseHook == nil {
 		return
 	}
 	b.baseHookOnce.Do(func() {

@@ -89,15 +89,14 @@ func WithLayerHook(hook func(v1.Layer)) Option {
 	return func(o *options) error { o.layerHook = hook; return nil }
 }
 
-// WithBaseImageHook calls hook once per build, when the first RUN of the
+// WithBaseImageHook calls hook once per build, as soon as the first of the
 // stages the image is made of (the target and the stages it is built FROM)
-// starts to execute, its root file system ready (the base image extracted:
-// work on the base then no longer competes with the extraction), with the image those stages start FROM and the names
-// of the instructions they run after it, in order and upper case ("RUN",
-// "COPY", "CMD", ...). A caller can work on the base image, e.g. analyse
-// it for a scan, while the RUN runs. Nothing is called when the stages
-// start FROM scratch, or have no RUN that executes (all from the layer
-// cache). hook must not block.
+// has resolved the image it starts FROM, before its first instruction,
+// with that image and the names of the instructions those stages run after
+// it, in order and upper case ("RUN", "COPY", "CMD", ...). A caller can work
+// on the base image, e.g. analyse it for a scan, while the build extracts
+// it and runs the instructions. Nothing is called when the stages start
+// FROM scratch. hook must not block.
 func WithBaseImageHook(hook func(base v1.Image, instructions []string)) Option {
 	return func(o *options) error { o.baseHook = hook; return nil }
 }

@@ -145,10 +145,6 @@ func (st *stageState) run(ctx context.Context, cmd dockerfile.Command, c *instru
 		Stdout:  out,
 		Stderr:  out,
 	}
-	// Only now that the root file system is ready: work on the base image
-	// (the scan's analysis of its layers) would otherwise compete with its
-	// extraction, which this RUN waits for.
-	st.b.callBaseHook(st.s)
 	st.b.opts.logger.Debug("running", "stage", st.s.DisplayName(), "args", args, "user", fmt.Sprintf("%d:%d", uid, gid), "dir", wd)
 	t0 = time.Now()
 	watchCtx, outgrown := st.ovl.watchUpper(st.b.runCtx)

@@ -127,6 +127,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 			b.mu.Lock()
 			b.chainBase = img
 			b.mu.Unlock()
+			b.callBaseHook()
 		}
 		st.layers, err = baseLayerInfo(img, cf, s)
 		if err != nil {
