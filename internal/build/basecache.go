@@ -33,6 +33,10 @@ const (
 	entryReport = "report.json"
 )
 
+// usedSuffix names the file <key>.used beside the entries: a build has
+// asked for the entry of chain key (see firstUse).
+const usedSuffix = ".used"
+
 // copyWorkers is how many files copyTree copies at a time: on ext4, more
 // cost CPU time (contention in the file system) and gave no speed-up.
 const copyWorkers = 2
@@ -49,6 +53,12 @@ const lockPoll = 50 * time.Millisecond
 // the cache dir does not outlive the build.
 func WithoutRootFSCache() Option {
 	return func(o *options) error { o.noRootFSCache = true; return nil }
+}
+
+// withBaseEntryOnFirstUse makes the base cache entry on a base's first use
+// too (tests of the entries; see baseFirstUse).
+func withBaseEntryOnFirstUse() Option {
+	return func(o *options) error { o.baseEntryFirstUse = true; return nil }
 }
 
 // baseCache keeps extracted base root file systems under
@@ -269,6 +279,22 @@ func (c *baseCache) readEntry(key string) (rep *rootfs.ExtractReport, ok bool, e
 	}
 	touch(filepath.Join(c.dir, key, entryReport)) // its last use, for PruneCache
 	return rep, true, nil
+}
+
+// firstUse records that a build asks for the entry of chain key and
+// reports whether this is the first time: no build recorded it before. A
+// marker that cannot be made counts as a later use (the entry is made, as
+// before there were markers).
+func (c *baseCache) firstUse(key string) bool {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return false
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, key+usedSuffix), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	return true
 }
 
 // hasEntry reports whether entry key is there (entries appear whole: see

@@ -345,7 +345,8 @@ func inRootModes(t *testing.T, test func(t *testing.T, opts []Option)) {
 }
 
 // rootModes are the two ways a stage's root file system is made from the
-// cache: an overlay mount over the entry (where this process may mount),
+// cache: an overlay mount over the entry (where this process may mount;
+// the entry made on the base's first use, see TestBaseEntryOnSecondUse),
 // or a private copy of it (baseFill makes the entry on a miss).
 func rootModes() []struct {
 	name string
@@ -354,7 +355,7 @@ func rootModes() []struct {
 	return []struct {
 		name string
 		opts []Option
-	}{{"overlay", nil}, {"copy", []Option{WithoutOverlay()}}}
+	}{{"overlay", []Option{withBaseEntryOnFirstUse()}}, {"copy", []Option{WithoutOverlay()}}}
 }
 
 type lockedWriter struct {
@@ -792,5 +793,42 @@ func TestBaseCacheUncompressedBase(t *testing.T) {
 	}
 	if got := flatten(t, res.Image)["out"]; got != "file /bin/sh 00644 0:0" {
 		t.Errorf("/out = %q", got)
+	}
+}
+
+// TestBaseEntryOnSecondUse: with overlay mounts, the first build on a base
+// extracts it in memory and only records the use; the second makes the
+// cache entry; the third uses it. Each build's RUN sees the whole base.
+func TestBaseEntryOnSecondUse(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	img := testbed.BusyboxImage(t, testbed.WithFile("/etc/second-use", "base\n"))
+	cache := t.TempDir()
+	entries := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cache, rootfsCacheDir, "*", entryReport))
+		return m
+	}
+	const df = "FROM busybox\nRUN cat /etc/second-use > /seen\n"
+	for i, want := range []string{"used for the first time", "cached=false", "cached=true"} {
+		res, logs, err := cachedBuildLogged(t, cache, df, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs, want) {
+			t.Errorf("build %d: log lacks %q:\n%s", i+1, want, logs)
+		}
+		if got := flatten(t, res.Image)["seen"]; got != "file base 00644 0:0" {
+			t.Errorf("build %d: /seen = %q", i+1, got)
+		}
+		if n := len(entries()); (i == 0) != (n == 0) {
+			t.Errorf("build %d: %d cache entries", i+1, n)
+		}
+		if m := mountsUnder(t, cache); len(m) > 0 {
+			t.Errorf("build %d: mounts left after the build: %v", i+1, m)
+		}
+	}
+	used, _ := filepath.Glob(filepath.Join(cache, rootfsCacheDir, "*"+usedSuffix))
+	if len(used) != 1 {
+		t.Errorf("use markers %v, want one", used)
 	}
 }

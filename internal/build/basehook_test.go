@@ -94,8 +94,10 @@ func TestBaseImageHookBeforeExtraction(t *testing.T) {
 	hook := func(v1.Image, []string) { called, early = true, len(extracted()) == 0 }
 	f := fixture{dockerfile: "FROM busybox\nRUN echo built > /built\n"}
 	src := &memSource{images: map[string]v1.Image{"busybox": busybox}}
+	// The base goes to a cache entry (not to memory), where it is found
+	// after the build.
 	if _, err := Build(context.Background(), f.request(t), WithImageSource(src), WithCacheDir(cache),
-		WithBaseImageHook(hook)); err != nil {
+		withBaseEntryOnFirstUse(), WithBaseImageHook(hook)); err != nil {
 		t.Fatal(err)
 	}
 	if !called || !early {

@@ -210,6 +210,8 @@ type builder struct {
 	baseHookOnce sync.Once // WithBaseImageHook's call
 	chainBase    v1.Image  // the image the target's FROM chain starts from, once resolved
 
+	firstUseBases map[string]bool // base cache keys first used by this build (baseFirstUse), under mu
+
 	overlayOnce     sync.Once
 	overlay         bool // RUN works on overlay mounts (useOverlay)
 	overlayVolatile bool // with the "volatile" option

@@ -25,6 +25,8 @@ type options struct {
 	binfmtDir string
 	// noRootFSCache: see WithoutRootFSCache.
 	noRootFSCache bool
+	// baseEntryFirstUse: see withBaseEntryOnFirstUse.
+	baseEntryFirstUse bool
 	// noOverlay: see WithoutOverlay.
 	noOverlay bool
 	// memRootLimit: see withMemoryRoot; 0: from the memory available.
