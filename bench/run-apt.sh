@@ -10,9 +10,11 @@
 # capabilities, as GitHub runs a container action (no CAP_SYS_ADMIN: a plain
 # chroot and a copy of the base instead of overlay mounts); that time
 # includes starting and removing the container.
-# ship runs twice on the machine: with an empty --cache-dir (a base cache
-# entry is made, which later builds reuse) and without one (the default: no
-# base cache; the base is extracted in memory when it fits).
+# ship runs twice on the machine: with an empty --cache-dir (with overlay
+# mounts the first build on a base extracts it in memory and records the use;
+# the next build on it makes the base cache entry, which later builds reuse)
+# and without one (the default: no base cache; the base is extracted in
+# memory when it fits).
 # ship runs with --scan=false: the other tools do not scan (issue 4's
 # bench/run-scan.sh measures the scan). Cold start for every run: each tool pushes to a new repository, ship gets
 # a new cache dir, dockerd loses every image of the benchmark and its build
