@@ -81,41 +81,67 @@ func (b *builder) memRootSize(layers []v1.Layer) int64 {
 
 // privateBase extracts layers into dir/base, the overlay's lower directory
 // of a stage whose base has no cache entry: into a tmpfs mounted there
-// when they fit (see memRoot; release unmounts it), else, or when the
-// tmpfs fills up, on the disk (release is nil).
+// when they fit (memoryBase; release unmounts it), else, or when the tmpfs
+// fills up, on the disk (release is nil).
 func (st *stageState) privateBase(dir string, layers []v1.Layer) (base string, release func(), err error) {
+	base, release, err = st.memoryBase(dir, layers)
+	if err != nil || base != "" {
+		return base, release, err
+	}
 	base = filepath.Join(dir, "base")
-	if err := os.Mkdir(base, 0o755); err != nil {
-		return "", nil, fmt.Errorf("creating root file system directory: %w", err)
+	if err := makeBaseDir(base); err != nil {
+		return "", nil, err
 	}
-	if err := os.Chmod(base, 0o755); err != nil {
-		return "", nil, fmt.Errorf("creating root file system directory: %w", err)
-	}
-	if len(layers) == 0 {
-		return base, nil, nil
-	}
-	ctx, log := st.b.runCtx, st.b.opts.logger
-	if unmount := st.b.mountMemRoot(base, layers); unmount != nil {
-		start := time.Now()
-		rep, err := rootfs.Extract(ctx, base, layers)
-		if err == nil {
-			log.Debug("base root file system in memory", "stage", st.s.DisplayName(), "layers", len(layers), "duration", time.Since(start))
-			st.b.warnExtract(st.s.DisplayName(), rep)
-			return base, unmount, nil
-		}
-		unmount() // base is the empty directory again
-		if !errors.Is(err, syscall.ENOSPC) || ctx.Err() != nil {
-			return "", nil, fmt.Errorf("extracting root file system: %w", err)
-		}
-		log.Debug("base root file system larger than the memory for it: extracting it on the disk", "stage", st.s.DisplayName())
-	}
-	log.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(layers))
-	rep, err := rootfs.Extract(ctx, base, layers)
+	st.b.opts.logger.Debug("extracting root file system", "stage", st.s.DisplayName(), "layers", len(layers))
+	rep, err := rootfs.Extract(st.b.runCtx, base, layers)
 	if err != nil {
 		return "", nil, fmt.Errorf("extracting root file system: %w", err)
 	}
 	st.b.warnExtract(st.s.DisplayName(), rep)
 	return base, nil, nil
+}
+
+// memoryBase extracts layers into a tmpfs mounted at dir/base (see
+// memRoot) and returns it with the function that unmounts it; base is ""
+// and dir/base does not exist when they do not fit (memRootSize), the
+// mount is refused, or they fill the tmpfs up (ENOSPC).
+func (st *stageState) memoryBase(dir string, layers []v1.Layer) (base string, release func(), err error) {
+	base = filepath.Join(dir, "base")
+	if err := makeBaseDir(base); err != nil {
+		return "", nil, err
+	}
+	if len(layers) == 0 {
+		return base, nil, nil
+	}
+	ctx, log := st.b.runCtx, st.b.opts.logger
+	unmount := st.b.mountMemRoot(base, layers)
+	if unmount == nil {
+		return "", nil, os.Remove(base)
+	}
+	start := time.Now()
+	rep, err := rootfs.Extract(ctx, base, layers)
+	if err == nil {
+		log.Debug("base root file system in memory", "stage", st.s.DisplayName(), "layers", len(layers), "duration", time.Since(start))
+		st.b.warnExtract(st.s.DisplayName(), rep)
+		return base, unmount, nil
+	}
+	unmount() // base is the empty directory again
+	if !errors.Is(err, syscall.ENOSPC) || ctx.Err() != nil {
+		return "", nil, fmt.Errorf("extracting root file system: %w", err)
+	}
+	log.Debug("base root file system larger than the memory for it: extracting it on the disk", "stage", st.s.DisplayName())
+	return "", nil, os.Remove(base)
+}
+
+// makeBaseDir creates base, the empty lower directory of an overlay.
+func makeBaseDir(base string) error {
+	if err := os.Mkdir(base, 0o755); err != nil {
+		return fmt.Errorf("creating root file system directory: %w", err)
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		return fmt.Errorf("creating root file system directory: %w", err)
+	}
+	return nil
 }
 
 // mountMemRoot mounts a tmpfs at dir for layers when they fit

@@ -92,6 +92,24 @@ func TestMemoryRootTooSmall(t *testing.T) {
 	if m := mountsUnder(t, cache); len(m) > 0 {
 		t.Errorf("mounts left after the build: %v", m)
 	}
+
+	// With the base cache, a first use that the memory cannot take makes
+	// the cache entry, as a second use does (see baseFirstUse).
+	cache = t.TempDir()
+	res, logs, err = cachedBuildLogged(t, cache, "FROM busybox\nRUN echo ok > /ok\n", img, withMemoryRoot(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs, "larger than the memory for it") || !strings.Contains(logs, "cached=false") ||
+		strings.Contains(logs, "used for the first time") {
+		t.Errorf("with a cache: want the fallback from memory to a new cache entry; log:\n%s", logs)
+	}
+	if got := flatten(t, res.Image)["ok"]; got != "file ok 00644 0:0" {
+		t.Errorf("with a cache: /ok = %q", got)
+	}
+	if m := mountsUnder(t, cache); len(m) > 0 {
+		t.Errorf("with a cache: mounts left after the build: %v", m)
+	}
 }
 
 func TestAvailableMemory(t *testing.T) {

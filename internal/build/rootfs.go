@@ -145,8 +145,10 @@ func (st *stageState) cachedBase(layers []v1.Layer) (*cacheEntry, int, error) {
 // the first build on a base only records it (baseCache.firstUse), the
 // second makes the entry, and the later ones use it. Never when an entry
 // exists for the base or a prefix of it, when the base does not fit in
-// memory (memRootSize), or with withBaseEntryOnFirstUse. Other stages of
-// this build on the same base do the same as the first.
+// memory (memRootSize), or with withBaseEntryOnFirstUse; and where the
+// memory cannot take it after all (no tmpfs with user xattrs, before Linux
+// 6.6; ENOSPC), the caller makes the entry as before. Other stages of this
+// build on the same base do the same as the first.
 func (st *stageState) baseFirstUse(layers []v1.Layer) bool {
 	n := st.cachedBaseLayers(layers)
 	if n == 0 || st.b.opts.baseEntryFirstUse || st.b.memRootSize(layers) == 0 {
@@ -206,15 +208,25 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 	if kept != nil {
 		// The stage built on: its directories, read-only, under this one.
 		lowers, rest = kept.keptLowers(), layers[nKept:]
-	} else if st.baseFirstUse(layers) {
-		st.b.opts.logger.Debug("base root file system used for the first time: extracted in memory, cached from its next use on", "stage", st.s.DisplayName())
 	} else {
-		e, n, err := st.cachedBase(layers)
-		if err != nil {
-			return fail(err)
+		if st.baseFirstUse(layers) {
+			base, unmount, err := st.memoryBase(dir, layers)
+			if err != nil {
+				return fail(err)
+			}
+			if base != "" {
+				st.b.opts.logger.Debug("base root file system used for the first time: in memory, cached from its next use on", "stage", st.s.DisplayName())
+				lowers, release, rest = []string{base}, unmount, nil
+			}
 		}
-		if e != nil {
-			lowers, release, rest = []string{e.root}, e.release, layers[n:]
+		if lowers == nil {
+			e, n, err := st.cachedBase(layers)
+			if err != nil {
+				return fail(err)
+			}
+			if e != nil {
+				lowers, release, rest = []string{e.root}, e.release, layers[n:]
+			}
 		}
 	}
 	if lowers == nil {
