@@ -1,14 +1,12 @@
 package build
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 
-	"github.com/moby/sys/mountinfo"
+	"github.com/moby/sys/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,8 +19,8 @@ import (
 // exclusive flock on tempLockName in it for as long as the directory
 // exists, and ClearStaleTempDirs, called before making a new one, deletes
 // those beside it whose lock is free: their mounts detached (deepest
-// first), then the directory. A directory without the lock file (made by
-// an older ship) is left alone.
+// first, mount.RecursiveUnmount), then the directory. A directory without
+// the lock file (made by an older ship) is left alone.
 const (
 	buildDirPattern = "ship-build-"
 	tempLockName    = ".ship.lock"
@@ -85,7 +83,7 @@ func ClearStaleTempDirs(parent, pattern string, log *slog.Logger) {
 			f.Close() // a live run
 			continue
 		}
-		err = detachMountsUnder(dir)
+		err = mount.RecursiveUnmount(dir)
 		if err == nil {
 			err = os.RemoveAll(dir)
 		}
@@ -96,20 +94,4 @@ func ClearStaleTempDirs(parent, pattern string, log *slog.Logger) {
 		}
 		log.Info("removed the temporary directory of a run that did not end (killed?)", "dir", dir)
 	}
-}
-
-// detachMountsUnder detaches every mount at or below dir, deepest first.
-func detachMountsUnder(dir string) error {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return err
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
-	var errs []error
-	for _, m := range mounts {
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", m.Mountpoint, err))
-		}
-	}
-	return errors.Join(errs...)
 }
