@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/intesys/ship-action/internal/dockerfile"
 )
 
@@ -33,19 +35,12 @@ func (b *builder) chainInstructions() []string {
 	return out
 }
 
-// callBaseHook calls WithBaseImageHook's hook with the target's chain
-// base, once per build; the stage that starts the chain calls it as soon as
-// it has resolved its base image.
-func (b *builder) callBaseHook() {
+// callBaseHook calls WithBaseImageHook's hook with base, the image the
+// target's FROM chain starts from, once per build: the stage that starts
+// the chain calls it as soon as it has resolved its base image.
+func (b *builder) callBaseHook(base v1.Image) {
 	if b.opts.baseHook == nil {
 		return
 	}
-	b.baseHookOnce.Do(func() {
-		b.mu.Lock()
-		base := b.chainBase
-		b.mu.Unlock()
-		if base != nil {
-			b.opts.baseHook(base, b.chainInstructions())
-		}
-	})
+	b.baseHookOnce.Do(func() { b.opts.baseHook(base, b.chainInstructions()) })
 }

@@ -208,7 +208,6 @@ type builder struct {
 	mode      sandbox.Mode
 
 	baseHookOnce sync.Once // WithBaseImageHook's call
-	chainBase    v1.Image  // the image the target's FROM chain starts from, once resolved
 
 	firstUseBases map[string]bool // base cache keys first used by this build (baseFirstUse), under mu
 

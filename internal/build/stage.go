@@ -124,10 +124,7 @@ func (b *builder) buildStage(ctx context.Context, s *dockerfile.ResolvedStage) (
 		}
 		st.img = img
 		if b.chainRoot() == s {
-			b.mu.Lock()
-			b.chainBase = img
-			b.mu.Unlock()
-			b.callBaseHook()
+			b.callBaseHook(img)
 		}
 		st.layers, err = baseLayerInfo(img, cf, s)
 		if err != nil {
