@@ -59,7 +59,7 @@ func (b *builder) memRootSize(layers []v1.Layer) int64 {
 		return 0
 	}
 	if limit == 0 {
-		avail, ok := availableMemory()
+		avail, ok := b.available()
 		if !ok {
 			return 0
 		}
@@ -80,13 +80,15 @@ func (b *builder) memRootSize(layers []v1.Layer) int64 {
 }
 
 // privateBase extracts layers into dir/base, the overlay's lower directory
-// of a stage whose base has no cache entry: into a tmpfs mounted there
-// when they fit (memoryBase; release unmounts it), else, or when the tmpfs
-// fills up, on the disk (release is nil).
-func (st *stageState) privateBase(dir string, layers []v1.Layer) (base string, release func(), err error) {
-	base, release, err = st.memoryBase(dir, layers)
-	if err != nil || base != "" {
-		return base, release, err
+// of a stage whose base has no cache entry: with tryMemory into a tmpfs
+// mounted there when they fit (memoryBase; release unmounts it), else, or
+// when the tmpfs fills up, on the disk (release is nil).
+func (st *stageState) privateBase(dir string, layers []v1.Layer, tryMemory bool) (base string, release func(), err error) {
+	if tryMemory {
+		base, release, err = st.memoryBase(dir, layers)
+		if err != nil || base != "" {
+			return base, release, err
+		}
 	}
 	base = filepath.Join(dir, "base")
 	if err := makeBaseDir(base); err != nil {

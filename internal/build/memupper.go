@@ -67,8 +67,8 @@ func withMemoryUpper(limit int64) Option {
 	return func(o *options) error { o.memUpperLimit = limit; return nil }
 }
 
-// withAvailableMemory makes the memory available n bytes for the tmpfs of
-// RUN's upper directories (tests).
+// withAvailableMemory makes the memory available n bytes for the build's
+// tmpfs mounts, the base's and RUN's upper directories' (tests).
 func withAvailableMemory(n int64) Option {
 	return func(o *options) error {
 		o.memAvailable = func() (int64, bool) { return n, true }

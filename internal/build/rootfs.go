@@ -180,6 +180,39 @@ func (st *stageState) baseFirstUse(layers []v1.Layer) bool {
 	return true
 }
 
+// baseLowers returns the overlay's lower directory for the stage's base
+// (its external base image's layers, see cachedBaseLayers), the function
+// that releases it, and the layers still to apply above it: in memory on
+// the base's first use (baseFirstUse), else the base's cache entry, else a
+// private extraction (privateBase; not in memory again when that was just
+// tried on a first use).
+func (st *stageState) baseLowers(dir string, layers []v1.Layer) (lowers []string, release func(), rest []v1.Layer, err error) {
+	tryMemory := true
+	if st.baseFirstUse(layers) {
+		base, unmount, err := st.memoryBase(dir, layers)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if base != "" {
+			st.b.opts.logger.Debug("base root file system used for the first time: in memory, cached from its next use on", "stage", st.s.DisplayName())
+			return []string{base}, unmount, nil, nil
+		}
+		tryMemory = false
+	}
+	e, n, err := st.cachedBase(layers)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if e != nil {
+		return []string{e.root}, e.release, layers[n:], nil
+	}
+	base, unmount, err := st.privateBase(dir, layers, tryMemory)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return []string{base}, unmount, nil, nil
+}
+
 // errOverlay marks a failure to mount an overlay root file system, after
 // which the build goes on with a copy.
 var errOverlay = errors.New("overlay mount failed")
@@ -209,32 +242,10 @@ func (st *stageState) overlayRootDir(layers []v1.Layer, kept *keptRoot, nKept in
 		// The stage built on: its directories, read-only, under this one.
 		lowers, rest = kept.keptLowers(), layers[nKept:]
 	} else {
-		if st.baseFirstUse(layers) {
-			base, unmount, err := st.memoryBase(dir, layers)
-			if err != nil {
-				return fail(err)
-			}
-			if base != "" {
-				st.b.opts.logger.Debug("base root file system used for the first time: in memory, cached from its next use on", "stage", st.s.DisplayName())
-				lowers, release, rest = []string{base}, unmount, nil
-			}
-		}
-		if lowers == nil {
-			e, n, err := st.cachedBase(layers)
-			if err != nil {
-				return fail(err)
-			}
-			if e != nil {
-				lowers, release, rest = []string{e.root}, e.release, layers[n:]
-			}
-		}
-	}
-	if lowers == nil {
-		base, unmount, err := st.privateBase(dir, rest)
+		lowers, release, rest, err = st.baseLowers(dir, layers)
 		if err != nil {
 			return fail(err)
 		}
-		lowers, release, rest = []string{base}, unmount, nil
 	}
 	mem, release := st.b.mountMemUpper(dir, release)
 	ov, err := newOverlayRoot(dir, lowers, st.b.overlayVolatile, release)
