@@ -56,8 +56,9 @@ RUN echo after-copy >> /on-a && mkdir /e/sub && echo x > /e/sub/x
 }
 
 // TestMemoryUpperOutgrown: a RUN that writes more than half of the tmpfs
-// for its changes, which the memory left cannot grow, is killed and runs again from the start with its
-// changes on the disk, as do the RUNs after it; the image is whole.
+// for its changes, which the memory left cannot grow, is killed and runs
+// again from the start with its changes on the disk, as do the RUNs after
+// it; the image is whole.
 func TestMemoryUpperOutgrown(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
