@@ -49,6 +49,14 @@
 // base image (those up to the base image's CMD in the history); ship keeps
 // that behaviour.
 //
+// The secret analyzer registered in Trivy is replaced (at init, through
+// Trivy's analyzer registry) by one that finds the same secrets with Trivy's
+// scanner but scans the chunks of a text file of 1 MiB or more on every core
+// (secretAnalyzer): Trivy scans a file's chunks one after another, and a
+// single large file (the 50 MB apt package list a debootstrap rootfs keeps)
+// was the longest part of a scan. Same type and version, so Trivy still
+// turns it off where it turns its own off and cached layers stay valid.
+//
 // # Vulnerability DB and caches
 //
 // Everything lives in the cache dir exactly as Trivy lays it out, so an
