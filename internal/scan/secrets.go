@@ -54,10 +54,9 @@ const (
 // sorted as Trivy does, so the result is Trivy's (TestSecretAnalyzerParallel
 // compares them).
 type secretAnalyzer struct {
-	workers    int
-	configPath string
-	scanner    secret.Scanner
-	trivy      *secretanalyzer.SecretAnalyzer // small files and binaries
+	workers int
+	scanner secret.Scanner
+	trivy   *secretanalyzer.SecretAnalyzer // small files and binaries
 }
 
 func newSecretAnalyzer(workers int) *secretAnalyzer {
@@ -65,21 +64,22 @@ func newSecretAnalyzer(workers int) *secretAnalyzer {
 }
 
 // Init loads the secret rules, as Trivy's analyzer does, and hands the
-// scanner to the Trivy analyzer it wraps, so both use the same rules.
+// scanner to the Trivy analyzer it wraps, so both use the same rules. It is
+// called for every scan (each makes its analyzer group; scans are
+// serialised by trivyMu) and makes a new scanner each time: Trivy's scanner
+// keeps the logger that is slog's default when it is made, and Trivy's own
+// analyzer, which keeps its first scanner, would send the logs of every
+// later scan to the first scan's logger.
 func (a *secretAnalyzer) Init(opt analyzer.AnalyzerOptions) error {
 	configPath := opt.SecretScannerOption.ConfigPath
 	if configPath != "" {
 		configPath = filepath.ToSlash(filepath.Clean(configPath))
-	}
-	if a.scanner.Global != nil && configPath == a.configPath {
-		return nil
 	}
 	c, err := secret.ParseConfig(configPath)
 	if err != nil {
 		return fmt.Errorf("secret config error: %w", err)
 	}
 	a.scanner = secret.NewScanner(c, secret.WithBufferSize(secretChunk), secret.WithOverlapSize(secretOverlap))
-	a.configPath = configPath
 	a.trivy = secretanalyzer.NewSecretAnalyzer(a.scanner, configPath)
 	return a.trivy.Init(opt) // a no-op: same path, scanner set
 }
