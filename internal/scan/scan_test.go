@@ -81,19 +81,25 @@ func newFixtureImage(t *testing.T, run map[string]string) fixtureImage {
 		{Instruction: "RUN make-tool", Location: findings.Location{Path: "Dockerfile", Line: 4}},
 	}
 	for i, l := range layers {
-		d, err := l.DiffID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dg, err := l.Digest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi.diffIDs = append(fi.diffIDs, d.String())
-		origins[i].DiffID, origins[i].Digest = d.String(), dg.String()
+		origins[i].DiffID, origins[i].Digest = layerIDs(t, l)
+		fi.diffIDs = append(fi.diffIDs, origins[i].DiffID)
 	}
 	fi.origins = origins
 	return fi
+}
+
+// layerIDs are l's DiffID and digest, as a findings.LayerOrigin holds them.
+func layerIDs(t *testing.T, l v1.Layer) (diffID, digest string) {
+	t.Helper()
+	d, err := l.DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, err := l.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String(), dg.String()
 }
 
 func fixtureFiles(t *testing.T) []string {

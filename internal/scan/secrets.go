@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 	secretanalyzer "github.com/aquasecurity/trivy/pkg/fanal/analyzer/secret"
@@ -17,6 +15,7 @@ import (
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/fanal/utils"
 	"github.com/aquasecurity/trivy/pkg/log"
+	"golang.org/x/sync/errgroup"
 )
 
 // Trivy finds analyzers in a registry of its own, filled by the init
@@ -71,17 +70,14 @@ func newSecretAnalyzer(workers int) *secretAnalyzer {
 // analyzer, which keeps its first scanner, would send the logs of every
 // later scan to the first scan's logger.
 func (a *secretAnalyzer) Init(opt analyzer.AnalyzerOptions) error {
-	configPath := opt.SecretScannerOption.ConfigPath
-	if configPath != "" {
-		configPath = filepath.ToSlash(filepath.Clean(configPath))
-	}
-	c, err := secret.ParseConfig(configPath)
+	c, err := secret.ParseConfig(opt.SecretScannerOption.ConfigPath)
 	if err != nil {
 		return fmt.Errorf("secret config error: %w", err)
 	}
 	a.scanner = secret.NewScanner(c, secret.WithBufferSize(secretChunk), secret.WithOverlapSize(secretOverlap))
-	a.trivy = secretanalyzer.NewSecretAnalyzer(a.scanner, configPath)
-	return a.trivy.Init(opt) // a no-op: same path, scanner set
+	// Given its scanner and the same path, Trivy's analyzer needs no Init.
+	a.trivy = secretanalyzer.NewSecretAnalyzer(a.scanner, opt.SecretScannerOption.ConfigPath)
+	return nil
 }
 
 func (a *secretAnalyzer) Type() analyzer.Type { return analyzer.TypeSecret }
@@ -111,10 +107,13 @@ func (a *secretAnalyzer) Analyze(ctx context.Context, input analyzer.AnalysisInp
 		return nil, nil
 	}
 	found, err := a.scanChunks(ctx, input.Content, size, filePath)
+	if err != nil {
+		return nil, err
+	}
 	log.WithPrefix("secret").Debug("secrets of a large file scanned in parallel", log.FilePath(input.FilePath),
 		log.Int64("size", size), log.Int("goroutines", a.workers), log.Int("secrets", len(found)))
-	if err != nil || len(found) == 0 {
-		return nil, err
+	if len(found) == 0 {
+		return nil, nil
 	}
 	return &analyzer.AnalysisResult{Secrets: []ftypes.Secret{{FilePath: filePath, Findings: found}}}, nil
 }
@@ -143,53 +142,31 @@ func (a *secretAnalyzer) scanChunks(ctx context.Context, r io.ReaderAt, size int
 	found := make([][]ftypes.SecretFinding, len(starts))
 	// newlines[i]: the line breaks of chunk i before chunk i+1 starts.
 	newlines := make([]int, len(starts))
-	tasks := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range min(a.workers, (len(starts)+secretTaskChunks-1)/secretTaskChunks) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
-			for first := range tasks {
-				last := min(first+secretTaskChunks, len(starts)) - 1
-				from, to := starts[first], end(last)
-				if int64(cap(buf)) < to-from {
-					buf = make([]byte, to-from)
-				}
-				buf = buf[:to-from]
-				if n, err := r.ReadAt(buf, from); n < len(buf) {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("reading %s at %d: %w", filePath, from, err)
-					}
-					mu.Unlock()
-					continue
-				}
-				for i := first; i <= last; i++ {
-					chunk := buf[starts[i]-from : end(i)-from]
-					if i+1 < len(starts) {
-						newlines[i] = bytes.Count(chunk[:starts[i+1]-starts[i]], []byte{'\n'})
-					}
-					found[i] = a.scanner.Scan(secret.ScanArgs{FilePath: filePath, Content: &lastReadReader{b: chunk}}).Findings
-				}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.workers)
+	for first := 0; first < len(starts) && gctx.Err() == nil; first += secretTaskChunks {
+		g.Go(func() error {
+			last := min(first+secretTaskChunks, len(starts)) - 1
+			from := starts[first]
+			buf := make([]byte, end(last)-from)
+			if n, err := r.ReadAt(buf, from); n < len(buf) {
+				return fmt.Errorf("reading %s at %d: %w", filePath, from, err)
 			}
-		}()
+			for i := first; i <= last; i++ {
+				chunk := buf[starts[i]-from : end(i)-from]
+				if i+1 < len(starts) {
+					newlines[i] = bytes.Count(chunk[:starts[i+1]-starts[i]], []byte{'\n'})
+				}
+				found[i] = a.scanner.Scan(secret.ScanArgs{FilePath: filePath, Content: &lastReadReader{b: chunk}}).Findings
+			}
+			return nil
+		})
 	}
-	for first := 0; first < len(starts); first += secretTaskChunks {
-		if ctx.Err() != nil {
-			break
-		}
-		tasks <- first
-	}
-	close(tasks)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 
 	var all []ftypes.SecretFinding

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
@@ -214,28 +213,17 @@ func TestSecretAnalyzerRegistered(t *testing.T) {
 	}
 	layer := testbed.FilesLayer(t, map[string]string{"srv/big.txt": string(content)})
 	img := testbed.LinuxImage(t, layer)
-	diffID, err := layer.DiffID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest, err := layer.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	origins := []findings.LayerOrigin{{DiffID: diffID.String(), Digest: digest.String(), Instruction: "COPY big.txt /srv/",
+	diffID, digest := layerIDs(t, layer)
+	origins := []findings.LayerOrigin{{DiffID: diffID, Digest: digest, Instruction: "COPY big.txt /srv/",
 		Location: findings.Location{Path: "Dockerfile", Line: 2}, ContextFiles: map[string]string{"srv/big.txt": "big.txt"}}}
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs bytes.Buffer // slog's handler serialises the writes; read once Scan has returned
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	res, err := Scan(t.Context(), img, WithCacheDir(cacheWithDB(t, freshMeta())), WithDBRepositories(unreachable),
 		WithScanners(ScannerSecret), WithLogger(logger), WithOrigins(origins))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	log := logs.String()
-	mu.Unlock()
-	if !strings.Contains(log, "secrets of a large file scanned in parallel") || !strings.Contains(log, "srv/big.txt") {
+	if log := logs.String(); !strings.Contains(log, "secrets of a large file scanned in parallel") || !strings.Contains(log, "srv/big.txt") {
 		t.Errorf("no debug log of the parallel scan of srv/big.txt")
 	}
 	var got []int
@@ -248,15 +236,4 @@ func TestSecretAnalyzerRegistered(t *testing.T) {
 	if want := sortedLines(lines); !slices.Equal(sortedInts(got), want) {
 		t.Errorf("secrets at lines %v, written at %v", sortedInts(got), want)
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
